@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every Outrigger check: format, lints and all tests.
+#
+# Installs what the tests need on a fresh machine (as root on CI: apt-get and
+# pip work), reuses it on later runs, and stops whatever it started on exit.
+#   - a Python venv with the official Dapr SDK (dapr[workflow]==1.19.0), whose
+#     shipped descriptors the wire-compatibility test compares with ours;
+#   - one shared cargo target dir outside the clone, so every test shares one build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${OUTRIGGER_CACHE:-$HOME/.cache/outrigger}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outrigger-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$CACHE"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+# --- Python venv with the Dapr SDK -----------------------------------------
+DAPR_SDK_VERSION=1.19.0
+VENV="$CACHE/venv"
+if ! "$VENV/bin/python" -c "import dapr.version, sys; sys.exit(dapr.version.__version__ != '$DAPR_SDK_VERSION')" 2>/dev/null; then
+  step "installing dapr[workflow]==$DAPR_SDK_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "dapr[workflow]==$DAPR_SDK_VERSION"
+fi
+export OUTRIGGER_PYTHON="$VENV/bin/python"
+
+# --- Rust checks -------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
