@@ -17,7 +17,7 @@ use outrigger_component_sdk::{
 
 /// Values with a version number that serves as the ETag.
 #[derive(Default)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     items: Mutex<HashMap<String, (Vec<u8>, u64)>>,
 }
 
