@@ -214,10 +214,11 @@ async fn publish_bulk_falls_back_and_reports_failed_entries() {
     let running =
         Running::start("bus", |s| s.service("bus", |s| s.pubsub(Recorder::default))).await;
     let mut client = pb::pub_sub_client::PubSubClient::new(channel(&running.socket("bus")).await);
-    let mut init = pb::PubSubInitRequest::default();
-    init.metadata = Some(pb::MetadataRequest {
-        properties: HashMap::from([("strict".to_owned(), "sometimes".to_owned())]),
-    });
+    let init = pb::PubSubInitRequest {
+        metadata: Some(pb::MetadataRequest {
+            properties: HashMap::from([("strict".to_owned(), "sometimes".to_owned())]),
+        }),
+    };
     let err = client.init(to("bus", init)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
