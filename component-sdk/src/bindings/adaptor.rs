@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
@@ -66,13 +65,11 @@ impl pb::input_binding_server::InputBinding for InputBindingAdaptor {
         Ok(Response::new(pb::InputBindingInitResponse {}))
     }
 
-    type ReadStream = ReceiverStream<Result<pb::ReadResponse, Status>>;
-
     #[tracing::instrument(skip_all, fields(block = "bindings.input", op = "read"))]
     async fn read(
         &self,
         request: Request<Streaming<pb::ReadRequest>>,
-    ) -> Result<Response<Self::ReadStream>, Status> {
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::ReadResponse>>, Status> {
         let c = self.instances.get(request.metadata())?;
         // Unlike PullMessages, the host sends nothing before the first event.
         let inbound = request.into_inner();
@@ -96,7 +93,7 @@ impl pb::input_binding_server::InputBinding for InputBindingAdaptor {
             self.shutdown.clone(),
             &self.tracker,
         );
-        Ok(Response::new(outbound))
+        Ok(Response::new(Box::pin(outbound)))
     }
 
     #[tracing::instrument(skip_all, fields(block = "bindings.input", op = "ping"))]

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
@@ -143,13 +142,11 @@ impl pb::pub_sub_server::PubSub for PubSubAdaptor {
         }))
     }
 
-    type PullMessagesStream = ReceiverStream<Result<pb::PullMessagesResponse, Status>>;
-
     #[tracing::instrument(skip_all, fields(block = "pubsub", op = "pull_messages", topic))]
     async fn pull_messages(
         &self,
         request: Request<Streaming<pb::PullMessagesRequest>>,
-    ) -> Result<Response<Self::PullMessagesStream>, Status> {
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::PullMessagesResponse>>, Status> {
         let c = self.instances.get(request.metadata())?;
         let mut inbound = request.into_inner();
         // The host's first message names the topic and nothing else.
@@ -186,7 +183,7 @@ impl pb::pub_sub_server::PubSub for PubSubAdaptor {
             self.shutdown.clone(),
             &self.tracker,
         );
-        Ok(Response::new(outbound))
+        Ok(Response::new(Box::pin(outbound)))
     }
 
     #[tracing::instrument(skip_all, fields(block = "pubsub", op = "pause"))]

@@ -1,0 +1,111 @@
+//! Wire adapters: the Dapr HTTP API ([`http`]) and gRPC API ([`grpc`]).
+//! Both decode, call the shared [`Runtime`], and encode; neither holds logic.
+
+pub mod grpc;
+pub mod http;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::components::{Readiness, Registry};
+use crate::config::Config;
+use crate::runtime::bindings::BindingsApi;
+use crate::runtime::secrets::SecretsApi;
+use crate::runtime::state::StateApi;
+
+/// Everything the API adapters share.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Validated configuration.
+    pub config: Config,
+    /// The components.
+    pub registry: Arc<Registry>,
+    /// State block.
+    pub state: StateApi,
+    /// Secrets block.
+    pub secrets: SecretsApi,
+    /// Output bindings.
+    pub bindings: BindingsApi,
+    /// Attributes set with `PUT /v1.0/metadata/{key}`.
+    pub extended: RwLock<BTreeMap<String, String>>,
+    /// Set once components had their first Init and the APIs listen.
+    pub outbound_ready: AtomicBool,
+    /// Cancelled by `POST /v1.0/shutdown` or a signal.
+    pub shutdown: CancellationToken,
+}
+
+/// One component as the metadata API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub component_type: String,
+    /// Version.
+    pub version: String,
+    /// Advertised features.
+    pub capabilities: Vec<String>,
+    /// `ready` or `not ready: <reason>`.
+    pub status: String,
+}
+
+impl Runtime {
+    /// Build over a registry.
+    pub fn new(config: Config, registry: Arc<Registry>, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self {
+            state: StateApi::new(Arc::clone(&registry), config.app_id.clone()),
+            secrets: SecretsApi::new(Arc::clone(&registry)),
+            bindings: BindingsApi::new(Arc::clone(&registry)),
+            registry,
+            config,
+            extended: RwLock::new(BTreeMap::new()),
+            outbound_ready: AtomicBool::new(false),
+            shutdown,
+        })
+    }
+
+    /// Whether outbound calls can be served.
+    pub fn is_outbound_ready(&self) -> bool {
+        self.outbound_ready.load(Ordering::Acquire)
+    }
+
+    /// Components for the metadata API.
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        self.registry
+            .all()
+            .map(|c| ComponentInfo {
+                name: c.spec.name.clone(),
+                component_type: c.spec.component_type.clone(),
+                version: c.spec.version.clone(),
+                capabilities: c.features(),
+                status: match c.readiness() {
+                    Readiness::Ready => "ready".into(),
+                    Readiness::NotReady(why) => format!("not ready: {why}"),
+                },
+            })
+            .collect()
+    }
+
+    /// Extended metadata: attributes set by the app plus component status.
+    pub fn extended_metadata(&self) -> HashMap<String, String> {
+        let mut out: HashMap<String, String> = self
+            .extended
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        for c in self.components() {
+            out.insert(format!("component.{}.status", c.name), c.status);
+        }
+        out
+    }
+
+    /// Set an extended attribute.
+    pub fn set_extended(&self, key: String, value: String) {
+        if let Ok(mut m) = self.extended.write() {
+            m.insert(key, value);
+        }
+    }
+}

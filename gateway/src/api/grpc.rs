@@ -1,0 +1,347 @@
+//! The Dapr gRPC API (`dapr.proto.runtime.v1.Dapr`) on tonic.
+//!
+//! Each rpc decodes, calls the same runtime method as its HTTP twin, and
+//! encodes; errors become `tonic::Status` with an `ErrorInfo` carrying the
+//! Dapr error code. Rpcs not implemented yet answer `UNIMPLEMENTED` (the
+//! generated default). The API token, when set, is checked by an
+//! interceptor on every call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use outrigger_proto::common as common_pb;
+use outrigger_proto::runtime as pb;
+
+use super::Runtime;
+use crate::runtime::state::{Operation, SaveItem};
+
+/// The `Dapr` service implementation.
+#[derive(Debug, Clone)]
+pub struct DaprService {
+    rt: Arc<Runtime>,
+}
+
+impl DaprService {
+    /// Over `rt`.
+    pub fn new(rt: Arc<Runtime>) -> Self {
+        Self { rt }
+    }
+}
+
+/// Rejects calls without the right `dapr-api-token` metadata.
+#[derive(Debug, Clone)]
+pub struct TokenCheck(pub Option<String>);
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            let given = request
+                .metadata()
+                .get(super::http::TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if given != Some(token.as_str()) {
+                return Err(Status::unauthenticated("missing or invalid dapr-api-token"));
+            }
+        }
+        Ok(request)
+    }
+}
+
+fn concurrency_name(raw: i32) -> Option<String> {
+    match common_pb::state_options::StateConcurrency::try_from(raw) {
+        Ok(common_pb::state_options::StateConcurrency::ConcurrencyUnspecified) => None,
+        Ok(common_pb::state_options::StateConcurrency::ConcurrencyFirstWrite) => {
+            Some("first-write".into())
+        }
+        Ok(common_pb::state_options::StateConcurrency::ConcurrencyLastWrite) => {
+            Some("last-write".into())
+        }
+        Err(_) => Some(format!("<{raw}>")),
+    }
+}
+
+fn consistency_name(raw: i32) -> Option<String> {
+    match common_pb::state_options::StateConsistency::try_from(raw) {
+        Ok(common_pb::state_options::StateConsistency::ConsistencyUnspecified) => None,
+        Ok(common_pb::state_options::StateConsistency::ConsistencyEventual) => {
+            Some("eventual".into())
+        }
+        Ok(common_pb::state_options::StateConsistency::ConsistencyStrong) => Some("strong".into()),
+        Err(_) => Some(format!("<{raw}>")),
+    }
+}
+
+/// The gRPC API stores raw bytes (the HTTP API stores JSON encodings).
+fn save_item(item: common_pb::StateItem) -> SaveItem {
+    let options = item.options.unwrap_or_default();
+    SaveItem {
+        key: item.key,
+        value: item.value,
+        etag: item.etag.map(|e| e.value),
+        metadata: item.metadata,
+        concurrency: concurrency_name(options.concurrency),
+        consistency: consistency_name(options.consistency),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::dapr_server::Dapr for DaprService {
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetState"))]
+    async fn get_state(
+        &self,
+        request: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::GetStateResponse>, Status> {
+        let r = request.into_inner();
+        let found = self
+            .rt
+            .state
+            .get(
+                &r.store_name,
+                &r.key,
+                consistency_name(r.consistency).as_deref(),
+                r.metadata,
+            )
+            .await?;
+        Ok(Response::new(match found {
+            None => pb::GetStateResponse::default(),
+            Some(item) => pb::GetStateResponse {
+                data: item.data,
+                etag: item.etag.unwrap_or_default(),
+                metadata: item.metadata,
+            },
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetBulkState"))]
+    async fn get_bulk_state(
+        &self,
+        request: Request<pb::GetBulkStateRequest>,
+    ) -> Result<Response<pb::GetBulkStateResponse>, Status> {
+        let r = request.into_inner();
+        let items = self
+            .rt
+            .state
+            .bulk_get(&r.store_name, r.keys, r.metadata)
+            .await?;
+        Ok(Response::new(pb::GetBulkStateResponse {
+            items: items
+                .into_iter()
+                .map(|i| {
+                    let item = i.item.unwrap_or_default();
+                    pb::BulkStateItem {
+                        key: i.key,
+                        data: item.data,
+                        etag: item.etag.unwrap_or_default(),
+                        error: i.error.unwrap_or_default(),
+                        metadata: item.metadata,
+                    }
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "SaveState"))]
+    async fn save_state(
+        &self,
+        request: Request<pb::SaveStateRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        self.rt
+            .state
+            .save(&r.store_name, r.states.into_iter().map(save_item).collect())
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "QueryStateAlpha1"))]
+    async fn query_state_alpha1(
+        &self,
+        request: Request<pb::QueryStateRequest>,
+    ) -> Result<Response<pb::QueryStateResponse>, Status> {
+        let r = request.into_inner();
+        let query: serde_json::Value = serde_json::from_str(&r.query).map_err(|e| {
+            Status::from(crate::error::ApiError::new(
+                crate::error::codes::ERR_MALFORMED_REQUEST,
+                format!("query: is not JSON: {e}"),
+            ))
+        })?;
+        let (results, token) = self
+            .rt
+            .state
+            .query(&r.store_name, &query, r.metadata)
+            .await?;
+        Ok(Response::new(pb::QueryStateResponse {
+            results: results
+                .into_iter()
+                .map(|q| pb::QueryStateItem {
+                    key: q.key,
+                    data: q.data,
+                    etag: q.etag.unwrap_or_default(),
+                    error: q.error.unwrap_or_default(),
+                })
+                .collect(),
+            token: token.unwrap_or_default(),
+            metadata: HashMap::new(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "DeleteState"))]
+    async fn delete_state(
+        &self,
+        request: Request<pb::DeleteStateRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let options = r.options.unwrap_or_default();
+        let item = SaveItem {
+            key: r.key,
+            etag: r.etag.map(|e| e.value),
+            metadata: r.metadata,
+            concurrency: concurrency_name(options.concurrency),
+            consistency: consistency_name(options.consistency),
+            ..Default::default()
+        };
+        self.rt.state.delete(&r.store_name, item).await?;
+        Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "DeleteBulkState"))]
+    async fn delete_bulk_state(
+        &self,
+        request: Request<pb::DeleteBulkStateRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        self.rt
+            .state
+            .delete_bulk(&r.store_name, r.states.into_iter().map(save_item).collect())
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "ExecuteStateTransaction"))]
+    async fn execute_state_transaction(
+        &self,
+        request: Request<pb::ExecuteStateTransactionRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let mut operations = Vec::with_capacity(r.operations.len());
+        for (i, op) in r.operations.into_iter().enumerate() {
+            let item = save_item(op.request.unwrap_or_default());
+            operations.push(match op.operation_type.as_str() {
+                "upsert" => Operation::Upsert(item),
+                "delete" => Operation::Delete(item),
+                other => {
+                    return Err(crate::error::ApiError::new(
+                        crate::error::codes::ERR_NOT_SUPPORTED_STATE_OPERATION,
+                        format!("operations[{i}].operationType: {other:?} is not upsert or delete"),
+                    )
+                    .into());
+                }
+            });
+        }
+        self.rt
+            .state
+            .transact(&r.store_name, operations, r.metadata)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]
+    async fn get_secret(
+        &self,
+        request: Request<pb::GetSecretRequest>,
+    ) -> Result<Response<pb::GetSecretResponse>, Status> {
+        let r = request.into_inner();
+        let data = self
+            .rt
+            .secrets
+            .get(&r.store_name, &r.key, r.metadata)
+            .await?;
+        Ok(Response::new(pb::GetSecretResponse { data }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetBulkSecret"))]
+    async fn get_bulk_secret(
+        &self,
+        request: Request<pb::GetBulkSecretRequest>,
+    ) -> Result<Response<pb::GetBulkSecretResponse>, Status> {
+        let r = request.into_inner();
+        let all = self.rt.secrets.bulk_get(&r.store_name, r.metadata).await?;
+        Ok(Response::new(pb::GetBulkSecretResponse {
+            data: all
+                .into_iter()
+                .map(|(k, secrets)| (k, pb::SecretResponse { secrets }))
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "InvokeBinding"))]
+    async fn invoke_binding(
+        &self,
+        request: Request<pb::InvokeBindingRequest>,
+    ) -> Result<Response<pb::InvokeBindingResponse>, Status> {
+        let r = request.into_inner();
+        let reply = self
+            .rt
+            .bindings
+            .invoke(&r.name, &r.operation, r.data, r.metadata)
+            .await?;
+        Ok(Response::new(pb::InvokeBindingResponse {
+            data: reply.data,
+            metadata: reply.metadata,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetMetadata"))]
+    async fn get_metadata(
+        &self,
+        _request: Request<pb::GetMetadataRequest>,
+    ) -> Result<Response<pb::GetMetadataResponse>, Status> {
+        let rt = &self.rt;
+        Ok(Response::new(pb::GetMetadataResponse {
+            id: rt.config.app_id.clone(),
+            registered_components: rt
+                .components()
+                .into_iter()
+                .map(|c| pb::RegisteredComponents {
+                    name: c.name,
+                    r#type: c.component_type,
+                    version: c.version,
+                    capabilities: c.capabilities,
+                })
+                .collect(),
+            extended_metadata: rt.extended_metadata(),
+            app_connection_properties: rt.config.app_port.map(|port| pb::AppConnectionProperties {
+                port: i32::from(port),
+                protocol: match rt.config.app_protocol {
+                    crate::config::AppProtocol::Http => "http".into(),
+                    crate::config::AppProtocol::Grpc => "grpc".into(),
+                },
+                channel_address: "127.0.0.1".into(),
+                ..Default::default()
+            }),
+            runtime_version: crate::RUNTIME_VERSION.into(),
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "SetMetadata"))]
+    async fn set_metadata(
+        &self,
+        request: Request<pb::SetMetadataRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        self.rt.set_extended(r.key, r.value);
+        Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "Shutdown"))]
+    async fn shutdown(
+        &self,
+        _request: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.rt.shutdown.cancel();
+        Ok(Response::new(()))
+    }
+}

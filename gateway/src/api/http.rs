@@ -1,0 +1,180 @@
+//! The Dapr HTTP API (v1.0) on axum.
+//!
+//! Layers, outermost first: tracing span per request → API-token check
+//! (health routes exempt, as in daprd) → body size limit → routes. Bodies
+//! over the limit and unreadable bodies become `ERR_BODY_READ`.
+
+mod bindings;
+mod metadata;
+mod secrets;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+
+use super::Runtime;
+use crate::error::{ApiError, codes};
+
+/// The header carrying the API token.
+pub const TOKEN_HEADER: &str = "dapr-api-token";
+
+/// The HTTP router over `runtime`.
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    let limit = runtime.config.max_body_bytes;
+    Router::new()
+        .route("/v1.0/healthz", get(metadata::healthz))
+        .route("/v1.0/healthz/outbound", get(metadata::healthz_outbound))
+        .route("/v1.0/metadata", get(metadata::get_metadata))
+        .route("/v1.0/metadata/{key}", put(metadata::put_metadata))
+        .route("/v1.0/shutdown", post(metadata::shutdown))
+        .route("/v1.0/state/{store}", post(state::save).put(state::save))
+        .route(
+            "/v1.0/state/{store}/bulk",
+            post(state::bulk_get).put(state::bulk_get),
+        )
+        .route(
+            "/v1.0/state/{store}/transaction",
+            post(state::transaction).put(state::transaction),
+        )
+        .route(
+            "/v1.0/state/{store}/{key}",
+            get(state::get).delete(state::delete),
+        )
+        .route(
+            "/v1.0-alpha1/state/{store}/query",
+            post(state::query).put(state::query),
+        )
+        .route("/v1.0/secrets/{store}/bulk", get(secrets::bulk_get))
+        .route("/v1.0/secrets/{store}/{key}", get(secrets::get))
+        .route(
+            "/v1.0/bindings/{name}",
+            post(bindings::invoke).put(bindings::invoke),
+        )
+        .fallback(unimplemented)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&runtime),
+            check_token,
+        ))
+        .layer(middleware::from_fn(trace))
+        .with_state(runtime)
+}
+
+async fn trace(request: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "http",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let _entered = span.clone();
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+/// daprd answers a missing or wrong token with plain-text 401, not JSON.
+async fn check_token(
+    State(runtime): State<Arc<Runtime>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &runtime.config.api_token {
+        let path = request.uri().path();
+        let exempt = path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound";
+        let given = request
+            .headers()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if !exempt && given != Some(token.as_str()) {
+            return (StatusCode::UNAUTHORIZED, "invalid api token").into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Routes Dapr has and this gateway does not yet: 501 with Dapr's code.
+async fn unimplemented(request: Request) -> Response {
+    let path = request.uri().path();
+    let known = ["/v1.0/", "/v1.0-alpha1/", "/v1.0-alpha2/", "/v1.0-beta1/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    if known {
+        ApiError::new(
+            codes::ERR_API_UNIMPLEMENTED,
+            format!(
+                "{} {path} is not implemented by this gateway yet",
+                request.method()
+            ),
+        )
+        .into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "").into_response()
+    }
+}
+
+// === shared extractors ===
+
+/// `metadata.<key>=<value>` query parameters (first value wins).
+pub(crate) fn query_metadata(params: &[(String, String)]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (k, v) in params {
+        if let Some(key) = k.strip_prefix("metadata.")
+            && !key.is_empty()
+        {
+            out.entry(key.to_owned()).or_insert_with(|| v.clone());
+        }
+    }
+    out
+}
+
+/// The first value of query parameter `name`.
+pub(crate) fn query_value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The body, or `ERR_BODY_READ` (413 when over the limit).
+pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        ApiError::new(
+            codes::ERR_BODY_READ,
+            format!("failed to read request body: {}", rejection.body_text()),
+        )
+        .with_status(status, tonic::Code::InvalidArgument)
+    })
+}
+
+/// Parse a JSON body, or `ERR_MALFORMED_REQUEST` naming the problem.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            codes::ERR_MALFORMED_REQUEST,
+            format!("failed deserializing HTTP body: {e}"),
+        )
+    })
+}
+
+/// `metadata.<key>` response headers.
+pub(crate) fn metadata_headers(headers: &mut HeaderMap, metadata: &HashMap<String, String>) {
+    for (k, v) in metadata {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(format!("metadata.{k}")),
+            axum::http::HeaderValue::try_from(v.as_str()),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The error-code catalogue: every code the API returns, with its HTTP status
+//! and gRPC code as daprd uses them.
+
+use axum::http::StatusCode;
+use tonic::Code;
+
+/// One catalogue line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Dapr error code.
+    pub code: &'static str,
+    /// Default HTTP status.
+    pub http: StatusCode,
+    /// Default gRPC code.
+    pub grpc: Code,
+}
+
+macro_rules! catalogue {
+    ($($(#[$doc:meta])* $name:ident = $http:ident, $grpc:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub const $name: Entry = Entry { code: stringify!($name), http: StatusCode::$http, grpc: Code::$grpc };
+        )*
+        /// Every entry, for documentation and tests.
+        pub const ALL: &[Entry] = &[$($name),*];
+    };
+}
+
+catalogue! {
+    /// Unknown state store name.
+    ERR_STATE_STORE_NOT_FOUND = BAD_REQUEST, InvalidArgument;
+    /// No state store is configured at all.
+    ERR_STATE_STORE_NOT_CONFIGURED = INTERNAL_SERVER_ERROR, FailedPrecondition;
+    /// Reading state failed.
+    ERR_STATE_GET = INTERNAL_SERVER_ERROR, Internal;
+    /// Saving state failed (409 / Aborted on an ETag mismatch, 400 on a bad ETag).
+    ERR_STATE_SAVE = INTERNAL_SERVER_ERROR, Internal;
+    /// Deleting state failed (ETag statuses as for save).
+    ERR_STATE_DELETE = INTERNAL_SERVER_ERROR, Internal;
+    /// A bulk read failed.
+    ERR_STATE_BULK_GET = INTERNAL_SERVER_ERROR, Internal;
+    /// A transaction failed (ETag statuses as for save).
+    ERR_STATE_TRANSACTION = INTERNAL_SERVER_ERROR, Internal;
+    /// A query failed.
+    ERR_STATE_QUERY = INTERNAL_SERVER_ERROR, Internal;
+    /// The store lacks the capability (transactions, query).
+    ERR_STATE_STORE_NOT_SUPPORTED = INTERNAL_SERVER_ERROR, Unimplemented;
+    /// More transaction operations than the store allows.
+    ERR_STATE_STORE_TOO_MANY_TRANSACTIONS = BAD_REQUEST, InvalidArgument;
+    /// A transaction operation other than upsert/delete.
+    ERR_NOT_SUPPORTED_STATE_OPERATION = BAD_REQUEST, InvalidArgument;
+    /// Malformed request: bad JSON, missing or illegal key.
+    ERR_MALFORMED_REQUEST = BAD_REQUEST, InvalidArgument;
+    /// The request body could not be read (e.g. too large).
+    ERR_BODY_READ = BAD_REQUEST, InvalidArgument;
+    /// Unknown secret store (daprd answers 401 here).
+    ERR_SECRET_STORE_NOT_FOUND = UNAUTHORIZED, InvalidArgument;
+    /// No secret store is configured.
+    ERR_SECRET_STORES_NOT_CONFIGURED = INTERNAL_SERVER_ERROR, FailedPrecondition;
+    /// Reading a secret failed.
+    ERR_SECRET_GET = INTERNAL_SERVER_ERROR, Internal;
+    /// Unknown output binding or a failed invocation.
+    ERR_INVOKE_OUTPUT_BINDING = INTERNAL_SERVER_ERROR, Internal;
+    /// Not ready yet.
+    ERR_HEALTH_NOT_READY = INTERNAL_SERVER_ERROR, Internal;
+    /// Outbound side not ready yet.
+    ERR_OUTBOUND_HEALTH_NOT_READY = INTERNAL_SERVER_ERROR, Internal;
+    /// `?appid=` does not match this gateway.
+    ERR_HEALTH_APPID_NOT_MATCH = INTERNAL_SERVER_ERROR, Internal;
+    /// The API exists in Dapr but not here yet.
+    ERR_API_UNIMPLEMENTED = NOT_IMPLEMENTED, Unimplemented;
+    /// A component is declared but not ready (its process or backend is down).
+    ERR_COMPONENT_NOT_READY = INTERNAL_SERVER_ERROR, Unavailable;
+    /// Metadata update failed.
+    ERR_METADATA_SET = BAD_REQUEST, InvalidArgument;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_named_like_dapr() {
+        let mut seen = std::collections::HashSet::new();
+        for entry in ALL {
+            assert!(entry.code.starts_with("ERR_"), "{}", entry.code);
+            assert!(seen.insert(entry.code), "duplicate {}", entry.code);
+        }
+    }
+
+    #[test]
+    fn daprd_quirks() {
+        assert_eq!(ERR_STATE_STORE_NOT_FOUND.http, StatusCode::BAD_REQUEST);
+        assert_eq!(ERR_SECRET_STORE_NOT_FOUND.http, StatusCode::UNAUTHORIZED);
+        assert_eq!(ERR_API_UNIMPLEMENTED.http, StatusCode::NOT_IMPLEMENTED);
+    }
+}

@@ -1,0 +1,177 @@
+//! Outrigger's gateway: the sidecar that serves Dapr's HTTP and gRPC API to
+//! an application and reaches infrastructure only through pluggable
+//! components on Unix sockets.
+//!
+//! Request flow: `api::http::state::get` (axum) or `api::grpc` (tonic) →
+//! `runtime::state::StateApi::get` → `components::Component::state()` (tonic
+//! over UDS with `x-component-instance`) → component status →
+//! [`error::ApiError`] → `{errorCode, message}` + HTTP status, or
+//! `tonic::Status` + `ErrorInfo`. HTTP and gRPC share one runtime call and
+//! one error mapping, so they cannot disagree.
+//!
+//! # Layout
+//! - [`config`]: flags and environment, validated before binding.
+//! - [`resources`]: Dapr resource YAML.
+//! - [`components`]: discovery, channels, registry (init, ping, re-init).
+//! - [`runtime`]: building-block logic (state, secrets, bindings).
+//! - [`api`]: HTTP and gRPC adapters.
+//! - [`error`]: the one API error and the code catalogue.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+pub mod components;
+pub mod config;
+pub mod error;
+pub mod resources;
+pub mod runtime;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::Runtime;
+use crate::components::{Registry, RegistryError};
+use crate::config::Config;
+use crate::resources::ResourceError;
+
+/// Version reported by the metadata API.
+pub const RUNTIME_VERSION: &str = concat!("outrigger-", env!("CARGO_PKG_VERSION"));
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A resource file is invalid.
+    #[error(transparent)]
+    Resources(#[from] ResourceError),
+    /// A declared component cannot be served.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A port could not be bound.
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        /// Which API.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A started gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where the gRPC API listens.
+    pub grpc_addr: SocketAddr,
+    /// Shared runtime.
+    pub runtime: Arc<Runtime>,
+    tracker: TaskTracker,
+}
+
+impl Gateway {
+    /// Load resources, bind the HTTP API (so health probes answer while
+    /// components initialise), initialise components, bind the gRPC API and
+    /// mark the gateway ready. Runs until `shutdown` is cancelled.
+    ///
+    /// # Errors
+    /// Invalid resources, a type no socket serves, or a port in use.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, GatewayError> {
+        let resources = resources::load(&config.resources_paths, &config.app_id, |k| {
+            std::env::var(k).ok()
+        })?;
+        let tracker = TaskTracker::new();
+
+        let http_addr = SocketAddr::new(config.listen_address, config.http_port);
+        let http = TcpListener::bind(http_addr)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                what: "the HTTP API (--dapr-http-port)",
+                addr: http_addr,
+                source,
+            })?;
+        let grpc_addr = SocketAddr::new(config.listen_address, config.grpc_port);
+        let grpc = TcpListener::bind(grpc_addr)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                what: "the gRPC API (--dapr-grpc-port)",
+                addr: grpc_addr,
+                source,
+            })?;
+        let http_addr = http.local_addr().unwrap_or(http_addr);
+        let grpc_addr = grpc.local_addr().unwrap_or(grpc_addr);
+
+        // Both ports are bound before components initialise, so clients that
+        // probe early queue on the socket instead of being refused.
+        let registry = if resources.components.is_empty() {
+            Registry::empty()
+        } else {
+            Registry::start(
+                &resources,
+                &config.sockets_folder,
+                config.component_init_timeout,
+                &tracker,
+                shutdown.clone(),
+            )
+            .await?
+        };
+        let runtime = Runtime::new(config, registry, shutdown.clone());
+
+        let router = api::http::router(Arc::clone(&runtime));
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(http, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "HTTP API stopped");
+            }
+        });
+
+        let limit = runtime.config.max_body_bytes;
+        let dapr = outrigger_proto::runtime::dapr_server::DaprServer::new(
+            api::grpc::DaprService::new(Arc::clone(&runtime)),
+        )
+        .max_decoding_message_size(limit);
+        let dapr = tonic::service::interceptor::InterceptedService::new(
+            dapr,
+            api::grpc::TokenCheck(runtime.config.api_token.clone()),
+        );
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(dapr)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    async move {
+                        stop.cancelled().await;
+                    },
+                )
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "gRPC API stopped");
+            }
+        });
+
+        runtime.outbound_ready.store(true, Ordering::Release);
+        tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");
+        Ok(Self {
+            http_addr,
+            grpc_addr,
+            runtime,
+            tracker,
+        })
+    }
+
+    /// Wait until shutdown has completed (all servers and supervisors done).
+    pub async fn wait(self) {
+        self.runtime.shutdown.cancelled().await;
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
