@@ -1,0 +1,184 @@
+//! Test harness: real components served by the SDK on a temp socket folder,
+//! a resources folder, and a real gateway on ephemeral ports.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../component-sdk/examples/memory.rs"]
+mod memory;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use outrigger::config::{AppProtocol, Config};
+use outrigger_component_sdk::bindings::{InvokeRequest, InvokeResponse, OutputBinding};
+use outrigger_component_sdk::secrets::{Secret, SecretStore};
+use outrigger_component_sdk::{ComponentError, ComponentServer, Metadata, async_trait};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use memory::MemoryStore;
+
+/// A secret store holding `db-password` = {"password": "s3cret"}.
+pub struct Vault;
+
+#[async_trait]
+impl SecretStore for Vault {
+    async fn init(&self, _: Metadata) -> Result<(), ComponentError> {
+        Ok(())
+    }
+    async fn get(&self, key: &str, _: HashMap<String, String>) -> Result<Secret, ComponentError> {
+        match key {
+            "db-password" => Ok(HashMap::from([(
+                "password".to_owned(),
+                "s3cret".to_owned(),
+            )])),
+            _ => Err(ComponentError::not_found(format!("no secret {key}"))),
+        }
+    }
+    async fn bulk_get(
+        &self,
+        _: HashMap<String, String>,
+    ) -> Result<HashMap<String, Secret>, ComponentError> {
+        Ok(HashMap::from([(
+            "db-password".to_owned(),
+            HashMap::from([("password".to_owned(), "s3cret".to_owned())]),
+        )]))
+    }
+}
+
+/// An output binding that echoes `data` for `create` and checks it got its secret.
+pub struct Echo {
+    password: std::sync::Mutex<String>,
+}
+
+#[async_trait]
+impl OutputBinding for Echo {
+    async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
+        *self.password.lock().unwrap() = metadata.required("password")?.to_owned();
+        Ok(())
+    }
+    fn operations(&self) -> Vec<String> {
+        vec!["create".into()]
+    }
+    async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, ComponentError> {
+        Ok(InvokeResponse {
+            data: request.data,
+            metadata: HashMap::from([(
+                "password-seen".to_owned(),
+                self.password.lock().unwrap().clone(),
+            )]),
+            content_type: None,
+        })
+    }
+}
+
+const RESOURCES: &str = r#"
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.memory
+  version: v1
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: vault
+spec:
+  type: secretstores.vault
+  version: v1
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: echo
+spec:
+  type: bindings.echo
+  version: v1
+  metadata:
+  - name: password
+    secretKeyRef:
+      name: db-password
+      key: password
+auth:
+  secretStore: vault
+"#;
+
+/// Components + gateway; dropping it stops both.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub gateway: outrigger::Gateway,
+    shutdown: CancellationToken,
+    components_stop: CancellationToken,
+}
+
+pub fn config(dir: &std::path::Path, token: Option<&str>) -> Config {
+    Config {
+        app_id: "test-app".into(),
+        app_port: None,
+        app_protocol: AppProtocol::Http,
+        http_port: 0,
+        grpc_port: 0,
+        listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        resources_paths: vec![dir.join("resources")],
+        config_file: None,
+        log_level: "info".into(),
+        metrics_port: None,
+        sockets_folder: dir.join("sockets"),
+        max_body_bytes: 64 * 1024,
+        component_init_timeout: Duration::from_secs(5),
+        api_token: token.map(str::to_owned),
+        app_api_token: None,
+    }
+}
+
+impl Stack {
+    pub async fn start(token: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sockets = dir.path().join("sockets");
+        std::fs::create_dir_all(dir.path().join("resources")).unwrap();
+        std::fs::write(dir.path().join("resources/components.yaml"), RESOURCES).unwrap();
+        let components_stop = CancellationToken::new();
+        let server = ComponentServer::new(&sockets)
+            .service("memory", |s| s.state_store(MemoryStore::default))
+            .service("vault", |s| s.secret_store(|| Vault))
+            .service("echo", |s| {
+                s.output_binding(|| Echo {
+                    password: std::sync::Mutex::new(String::new()),
+                })
+            });
+        let stop = components_stop.clone();
+        tokio::spawn(server.serve(async move { stop.cancelled().await }));
+        for name in ["memory", "vault", "echo"] {
+            let path: PathBuf = sockets.join(format!("{name}.sock"));
+            for _ in 0..500 {
+                if tokio::net::UnixStream::connect(&path).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let shutdown = CancellationToken::new();
+        let gateway = outrigger::Gateway::start(config(dir.path(), token), shutdown.clone())
+            .await
+            .expect("gateway starts");
+        Self {
+            dir,
+            gateway,
+            shutdown,
+            components_stop,
+        }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        outrigger::api::http::router(std::sync::Arc::clone(&self.gateway.runtime))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.components_stop.cancel();
+    }
+}
