@@ -3,8 +3,9 @@
 #
 # Installs what the tests need on a fresh machine (as root on CI: apt-get and
 # pip work), reuses it on later runs, and stops whatever it started on exit.
-#   - a Python venv with the official Dapr SDK (dapr[workflow]==1.19.0), whose
-#     shipped descriptors the wire-compatibility test compares with ours;
+#   - a Python venv with the official Dapr SDK (dapr[grpc,workflow,fastapi]==1.19.0):
+#     the wire-compatibility test compares its shipped descriptors with ours,
+#     and the gateway's end-to-end tests drive the gateway with it;
 #   - one shared cargo target dir outside the clone, so every test shares one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +20,11 @@ step() { printf '\n=== %s ===\n' "$*"; }
 # --- Python venv with the Dapr SDK -----------------------------------------
 DAPR_SDK_VERSION=1.19.0
 VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c "import dapr.version, sys; sys.exit(dapr.version.__version__ != '$DAPR_SDK_VERSION')" 2>/dev/null; then
-  step "installing dapr[workflow]==$DAPR_SDK_VERSION into $VENV"
+DAPR_SDK="dapr[grpc,workflow,fastapi]==$DAPR_SDK_VERSION"
+if ! "$VENV/bin/python" -c "import dapr.version, fastapi, sys; sys.exit(dapr.version.__version__ != '$DAPR_SDK_VERSION')" 2>/dev/null; then
+  step "installing $DAPR_SDK into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "dapr[workflow]==$DAPR_SDK_VERSION"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$DAPR_SDK"
 fi
 export OUTRIGGER_PYTHON="$VENV/bin/python"
 
