@@ -22,6 +22,7 @@ pub mod api;
 pub mod components;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod resources;
 pub mod runtime;
 
@@ -157,6 +158,24 @@ impl Gateway {
                 tracing::error!(error = %err, "gRPC API stopped");
             }
         });
+
+        if let Some(port) = runtime.config.metrics_port {
+            let addr = SocketAddr::new(runtime.config.listen_address, port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    what: "the metrics endpoint (--metrics-port)",
+                    addr,
+                    source,
+                })?;
+            tracing::info!(url = %metrics::describe(listener.local_addr().unwrap_or(addr)), "serving metrics");
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(err) = metrics::serve(listener, stop).await {
+                    tracing::error!(error = %err, "metrics endpoint stopped");
+                }
+            });
+        }
 
         runtime.outbound_ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");

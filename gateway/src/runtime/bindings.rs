@@ -40,50 +40,53 @@ impl BindingsApi {
         data: Vec<u8>,
         metadata: HashMap<String, String>,
     ) -> Result<BindingResponse, ApiError> {
-        let binding = component(
-            &self.registry,
-            Block::Bindings,
-            name,
-            codes::ERR_INVOKE_OUTPUT_BINDING,
-            codes::ERR_INVOKE_OUTPUT_BINDING,
-        )?;
-        if !binding
-            .services
-            .iter()
-            .any(|s| s == "dapr.proto.components.v1.OutputBinding")
-        {
-            return Err(ApiError::new(
+        crate::metrics::timed("bindings", "invoke", async {
+            let binding = component(
+                &self.registry,
+                Block::Bindings,
+                name,
                 codes::ERR_INVOKE_OUTPUT_BINDING,
-                format!("binding {name} is an input binding only"),
-            ));
-        }
-        if operation.is_empty() {
-            return Err(ApiError::new(
-                codes::ERR_MALFORMED_REQUEST,
-                "operation: must not be empty",
-            ));
-        }
-        let reply = binding
-            .output_binding()
-            .invoke(pb::InvokeRequest {
-                data,
-                metadata,
-                operation: operation.to_owned(),
-            })
-            .await
-            .map_err(|s| {
-                ApiError::new(
+                codes::ERR_INVOKE_OUTPUT_BINDING,
+            )?;
+            if !binding
+                .services
+                .iter()
+                .any(|s| s == "dapr.proto.components.v1.OutputBinding")
+            {
+                return Err(ApiError::new(
                     codes::ERR_INVOKE_OUTPUT_BINDING,
-                    format!(
-                        "error invoking output binding {name}: {}",
-                        unreachable(&binding, &s)
-                    ),
-                )
-            })?
-            .into_inner();
-        Ok(BindingResponse {
-            data: reply.data,
-            metadata: reply.metadata,
+                    format!("binding {name} is an input binding only"),
+                ));
+            }
+            if operation.is_empty() {
+                return Err(ApiError::new(
+                    codes::ERR_MALFORMED_REQUEST,
+                    "operation: must not be empty",
+                ));
+            }
+            let reply = binding
+                .output_binding()
+                .invoke(pb::InvokeRequest {
+                    data,
+                    metadata,
+                    operation: operation.to_owned(),
+                })
+                .await
+                .map_err(|s| {
+                    ApiError::new(
+                        codes::ERR_INVOKE_OUTPUT_BINDING,
+                        format!(
+                            "error invoking output binding {name}: {}",
+                            unreachable(&binding, &s)
+                        ),
+                    )
+                })?
+                .into_inner();
+            Ok(BindingResponse {
+                data: reply.data,
+                metadata: reply.metadata,
+            })
         })
+        .await
     }
 }

@@ -40,30 +40,33 @@ impl SecretsApi {
         key: &str,
         metadata: HashMap<String, String>,
     ) -> Result<HashMap<String, String>, ApiError> {
-        let store = self.store(store_name)?;
-        if key.is_empty() {
-            return Err(ApiError::new(
-                codes::ERR_MALFORMED_REQUEST,
-                "key: must not be empty",
-            ));
-        }
-        let reply = store
-            .secrets()
-            .get(pb::GetSecretRequest {
-                key: key.to_owned(),
-                metadata,
-            })
-            .await
-            .map_err(|s| {
-                ApiError::new(
-                    codes::ERR_SECRET_GET,
-                    format!(
-                        "failed getting secret with key {key} from secret store {store_name}: {}",
-                        s.message()
-                    ),
-                )
-            })?;
-        Ok(reply.into_inner().data)
+        crate::metrics::timed("secrets", "get", async {
+            let store = self.store(store_name)?;
+            if key.is_empty() {
+                return Err(ApiError::new(
+                    codes::ERR_MALFORMED_REQUEST,
+                    "key: must not be empty",
+                ));
+            }
+            let reply = store
+                .secrets()
+                .get(pb::GetSecretRequest {
+                    key: key.to_owned(),
+                    metadata,
+                })
+                .await
+                .map_err(|s| {
+                    ApiError::new(
+                        codes::ERR_SECRET_GET,
+                        format!(
+                            "failed getting secret with key {key} from secret store {store_name}: {}",
+                            s.message()
+                        ),
+                    )
+                })?;
+            Ok(reply.into_inner().data)
+        })
+        .await
     }
 
     /// Every secret of the store.
@@ -73,17 +76,20 @@ impl SecretsApi {
         store_name: &str,
         metadata: HashMap<String, String>,
     ) -> Result<HashMap<String, HashMap<String, String>>, ApiError> {
-        let store = self.store(store_name)?;
-        let reply = store
-            .secrets()
-            .bulk_get(pb::BulkGetSecretRequest { metadata })
-            .await
-            .map_err(|s| ApiError::new(codes::ERR_SECRET_GET, unreachable(&store, &s)))?;
-        Ok(reply
-            .into_inner()
-            .data
-            .into_iter()
-            .map(|(name, secret)| (name, secret.secrets))
-            .collect())
+        crate::metrics::timed("secrets", "bulk_get", async {
+            let store = self.store(store_name)?;
+            let reply = store
+                .secrets()
+                .bulk_get(pb::BulkGetSecretRequest { metadata })
+                .await
+                .map_err(|s| ApiError::new(codes::ERR_SECRET_GET, unreachable(&store, &s)))?;
+            Ok(reply
+                .into_inner()
+                .data
+                .into_iter()
+                .map(|(name, secret)| (name, secret.secrets))
+                .collect())
+        })
+        .await
     }
 }

@@ -273,26 +273,29 @@ impl StateApi {
         consistency_mode: Option<&str>,
         metadata: HashMap<String, String>,
     ) -> Result<Option<Item>, ApiError> {
-        let store = self.store(store_name)?;
-        let request = pb::GetRequest {
-            key: self.stored_key(&store, key)?,
-            metadata,
-            consistency: consistency(consistency_mode)?,
-        };
-        let reply = store
-            .state()
-            .get(request)
-            .await
-            .map_err(|s| component_error(&store, codes::ERR_STATE_GET, s))?
-            .into_inner();
-        if reply.data.is_empty() && reply.etag.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Item {
-            data: reply.data,
-            etag: reply.etag.map(|e| e.value),
-            metadata: reply.metadata,
-        }))
+        crate::metrics::timed("state", "get", async {
+            let store = self.store(store_name)?;
+            let request = pb::GetRequest {
+                key: self.stored_key(&store, key)?,
+                metadata,
+                consistency: consistency(consistency_mode)?,
+            };
+            let reply = store
+                .state()
+                .get(request)
+                .await
+                .map_err(|s| component_error(&store, codes::ERR_STATE_GET, s))?
+                .into_inner();
+            if reply.data.is_empty() && reply.etag.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(Item {
+                data: reply.data,
+                etag: reply.etag.map(|e| e.value),
+                metadata: reply.metadata,
+            }))
+        })
+        .await
     }
 
     /// Read several keys, in the order asked.
@@ -303,81 +306,90 @@ impl StateApi {
         keys: Vec<String>,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<BulkItem>, ApiError> {
-        let store = self.store(store_name)?;
-        let items = keys
-            .iter()
-            .map(|k| {
-                Ok(pb::GetRequest {
-                    key: self.stored_key(&store, k)?,
-                    metadata: metadata.clone(),
-                    consistency: 0,
+        crate::metrics::timed("state", "bulk_get", async {
+            let store = self.store(store_name)?;
+            let items = keys
+                .iter()
+                .map(|k| {
+                    Ok(pb::GetRequest {
+                        key: self.stored_key(&store, k)?,
+                        metadata: metadata.clone(),
+                        consistency: 0,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        let reply = store
-            .state()
-            .bulk_get(pb::BulkGetRequest {
-                items,
-                options: None,
-            })
-            .await
-            .map_err(|s| component_error(&store, codes::ERR_STATE_BULK_GET, s))?
-            .into_inner();
-        Ok(reply
-            .items
-            .into_iter()
-            .map(|i| {
-                let found = !i.data.is_empty() || i.etag.is_some();
-                BulkItem {
-                    key: self.app_key(&store, i.key),
-                    item: found.then(|| Item {
-                        data: i.data,
-                        etag: i.etag.map(|e| e.value),
-                        metadata: i.metadata,
-                    }),
-                    error: (!i.error.is_empty()).then_some(i.error),
-                }
-            })
-            .collect())
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            let reply = store
+                .state()
+                .bulk_get(pb::BulkGetRequest {
+                    items,
+                    options: None,
+                })
+                .await
+                .map_err(|s| component_error(&store, codes::ERR_STATE_BULK_GET, s))?
+                .into_inner();
+            Ok(reply
+                .items
+                .into_iter()
+                .map(|i| {
+                    let found = !i.data.is_empty() || i.etag.is_some();
+                    BulkItem {
+                        key: self.app_key(&store, i.key),
+                        item: found.then(|| Item {
+                            data: i.data,
+                            etag: i.etag.map(|e| e.value),
+                            metadata: i.metadata,
+                        }),
+                        error: (!i.error.is_empty()).then_some(i.error),
+                    }
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Save items (one `Set`, or one `BulkSet` for several).
     #[tracing::instrument(skip_all, fields(block = "state", op = "save", store = store_name, count = items.len()))]
     pub async fn save(&self, store_name: &str, items: Vec<SaveItem>) -> Result<(), ApiError> {
-        let store = self.store(store_name)?;
-        let mut requests = items
-            .into_iter()
-            .map(|i| self.set_request(&store, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let result = match requests.len() {
-            0 => return Ok(()),
-            1 => match requests.pop() {
-                Some(only) => store.state().set(only).await.map(drop),
-                None => return Ok(()),
-            },
-            _ => store
-                .state()
-                .bulk_set(pb::BulkSetRequest {
-                    items: requests,
-                    options: None,
-                })
-                .await
-                .map(drop),
-        };
-        result.map_err(|s| component_error(&store, codes::ERR_STATE_SAVE, s))
+        crate::metrics::timed("state", "save", async {
+            let store = self.store(store_name)?;
+            let mut requests = items
+                .into_iter()
+                .map(|i| self.set_request(&store, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let result = match requests.len() {
+                0 => return Ok(()),
+                1 => match requests.pop() {
+                    Some(only) => store.state().set(only).await.map(drop),
+                    None => return Ok(()),
+                },
+                _ => store
+                    .state()
+                    .bulk_set(pb::BulkSetRequest {
+                        items: requests,
+                        options: None,
+                    })
+                    .await
+                    .map(drop),
+            };
+            result.map_err(|s| component_error(&store, codes::ERR_STATE_SAVE, s))
+        })
+        .await
     }
 
     /// Delete one key (`item.value` ignored).
     #[tracing::instrument(skip_all, fields(block = "state", op = "delete", store = store_name))]
     pub async fn delete(&self, store_name: &str, item: SaveItem) -> Result<(), ApiError> {
-        let store = self.store(store_name)?;
-        let request = self.delete_request(&store, item)?;
-        store
-            .state()
-            .delete(request)
-            .await
-            .map(drop)
-            .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
+        crate::metrics::timed("state", "delete", async {
+            let store = self.store(store_name)?;
+            let request = self.delete_request(&store, item)?;
+            store
+                .state()
+                .delete(request)
+                .await
+                .map(drop)
+                .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
+        })
+        .await
     }
 
     /// Delete several keys.
@@ -387,20 +399,23 @@ impl StateApi {
         store_name: &str,
         items: Vec<SaveItem>,
     ) -> Result<(), ApiError> {
-        let store = self.store(store_name)?;
-        let requests = items
-            .into_iter()
-            .map(|i| self.delete_request(&store, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        store
-            .state()
-            .bulk_delete(pb::BulkDeleteRequest {
-                items: requests,
-                options: None,
-            })
-            .await
-            .map(drop)
-            .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
+        crate::metrics::timed("state", "delete_bulk", async {
+            let store = self.store(store_name)?;
+            let requests = items
+                .into_iter()
+                .map(|i| self.delete_request(&store, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            store
+                .state()
+                .bulk_delete(pb::BulkDeleteRequest {
+                    items: requests,
+                    options: None,
+                })
+                .await
+                .map(drop)
+                .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
+        })
+        .await
     }
 
     /// Apply operations atomically (the store must advertise `TRANSACTIONAL`).
@@ -411,32 +426,37 @@ impl StateApi {
         operations: Vec<Operation>,
         metadata: HashMap<String, String>,
     ) -> Result<(), ApiError> {
-        let store = self.store(store_name)?;
-        if !store.has_feature("TRANSACTIONAL") {
-            return Err(ApiError::new(
-                codes::ERR_STATE_STORE_NOT_SUPPORTED,
-                format!("state store {store_name} doesn't support transactions"),
-            ));
-        }
-        let mut ops = Vec::with_capacity(operations.len());
-        for op in operations {
-            use pb::transactional_state_operation::Request;
-            ops.push(pb::TransactionalStateOperation {
-                request: Some(match op {
-                    Operation::Upsert(item) => Request::Set(self.set_request(&store, item)?),
-                    Operation::Delete(item) => Request::Delete(self.delete_request(&store, item)?),
-                }),
-            });
-        }
-        store
-            .transactional()
-            .transact(pb::TransactionalStateRequest {
-                operations: ops,
-                metadata,
-            })
-            .await
-            .map(drop)
-            .map_err(|s| component_error(&store, codes::ERR_STATE_TRANSACTION, s))
+        crate::metrics::timed("state", "transact", async {
+            let store = self.store(store_name)?;
+            if !store.has_feature("TRANSACTIONAL") {
+                return Err(ApiError::new(
+                    codes::ERR_STATE_STORE_NOT_SUPPORTED,
+                    format!("state store {store_name} doesn't support transactions"),
+                ));
+            }
+            let mut ops = Vec::with_capacity(operations.len());
+            for op in operations {
+                use pb::transactional_state_operation::Request;
+                ops.push(pb::TransactionalStateOperation {
+                    request: Some(match op {
+                        Operation::Upsert(item) => Request::Set(self.set_request(&store, item)?),
+                        Operation::Delete(item) => {
+                            Request::Delete(self.delete_request(&store, item)?)
+                        }
+                    }),
+                });
+            }
+            store
+                .transactional()
+                .transact(pb::TransactionalStateRequest {
+                    operations: ops,
+                    metadata,
+                })
+                .await
+                .map(drop)
+                .map_err(|s| component_error(&store, codes::ERR_STATE_TRANSACTION, s))
+        })
+        .await
     }
 
     /// Run a query (`{"filter", "sort", "page"}`); returns results and the next token.
@@ -447,32 +467,35 @@ impl StateApi {
         query: &serde_json::Value,
         metadata: HashMap<String, String>,
     ) -> Result<(Vec<QueryResult>, Option<String>), ApiError> {
-        let store = self.store(store_name)?;
-        if !store.has_feature("QUERY_API") {
-            return Err(ApiError::new(
-                codes::ERR_STATE_STORE_NOT_SUPPORTED,
-                format!("state store {store_name} doesn't support the query API"),
-            ));
-        }
-        let request = query_request(query, metadata)?;
-        let reply = store
-            .queriable()
-            .query(request)
-            .await
-            .map_err(|s| component_error(&store, codes::ERR_STATE_QUERY, s))?
-            .into_inner();
-        let token = (!reply.token.is_empty()).then_some(reply.token);
-        let results = reply
-            .items
-            .into_iter()
-            .map(|i| QueryResult {
-                key: self.app_key(&store, i.key),
-                data: i.data,
-                etag: i.etag.map(|e| e.value),
-                error: (!i.error.is_empty()).then_some(i.error),
-            })
-            .collect();
-        Ok((results, token))
+        crate::metrics::timed("state", "query", async {
+            let store = self.store(store_name)?;
+            if !store.has_feature("QUERY_API") {
+                return Err(ApiError::new(
+                    codes::ERR_STATE_STORE_NOT_SUPPORTED,
+                    format!("state store {store_name} doesn't support the query API"),
+                ));
+            }
+            let request = query_request(query, metadata)?;
+            let reply = store
+                .queriable()
+                .query(request)
+                .await
+                .map_err(|s| component_error(&store, codes::ERR_STATE_QUERY, s))?
+                .into_inner();
+            let token = (!reply.token.is_empty()).then_some(reply.token);
+            let results = reply
+                .items
+                .into_iter()
+                .map(|i| QueryResult {
+                    key: self.app_key(&store, i.key),
+                    data: i.data,
+                    etag: i.etag.map(|e| e.value),
+                    error: (!i.error.is_empty()).then_some(i.error),
+                })
+                .collect();
+            Ok((results, token))
+        })
+        .await
     }
 }
 

@@ -1,0 +1,181 @@
+//! The gRPC API against real components: Dapr's status codes and
+//! `ErrorInfo` reasons for bad input; rpcs not implemented yet answer
+//! `UNIMPLEMENTED`, never a transport error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use outrigger_proto::common as common_pb;
+use outrigger_proto::runtime as pb;
+use pb::dapr_client::DaprClient;
+use support::Stack;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+async fn client(stack: &Stack) -> DaprClient<tonic::transport::Channel> {
+    DaprClient::connect(format!("http://{}", stack.gateway.grpc_addr))
+        .await
+        .unwrap()
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+fn item(key: &str, value: &[u8], etag: Option<&str>) -> common_pb::StateItem {
+    common_pb::StateItem {
+        key: key.into(),
+        value: value.to_vec(),
+        etag: etag.map(|v| common_pb::Etag { value: v.into() }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_dapr_codes_and_changes_nothing() {
+    let stack = Stack::start(None).await;
+    let mut c = client(&stack).await;
+    c.save_state(pb::SaveStateRequest {
+        store_name: "statestore".into(),
+        states: vec![item("keep", b"v", None)],
+    })
+    .await
+    .unwrap();
+
+    let unknown = c
+        .get_state(pb::GetStateRequest {
+            store_name: "nostore".into(),
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (unknown.code(), reason(&unknown).as_str()),
+        (Code::InvalidArgument, "ERR_STATE_STORE_NOT_FOUND")
+    );
+
+    let empty_key = c
+        .save_state(pb::SaveStateRequest {
+            store_name: "statestore".into(),
+            states: vec![item("", b"x", None)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (empty_key.code(), reason(&empty_key).as_str()),
+        (Code::InvalidArgument, "ERR_MALFORMED_REQUEST")
+    );
+
+    let stale = c
+        .save_state(pb::SaveStateRequest {
+            store_name: "statestore".into(),
+            states: vec![item("keep", b"x", Some("12345"))],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (stale.code(), reason(&stale).as_str()),
+        (Code::Aborted, "ERR_STATE_SAVE")
+    );
+
+    let bad_etag = c
+        .delete_state(pb::DeleteStateRequest {
+            store_name: "statestore".into(),
+            key: "keep".into(),
+            etag: Some(common_pb::Etag {
+                value: "not-a-version".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (bad_etag.code(), reason(&bad_etag).as_str()),
+        (Code::InvalidArgument, "ERR_STATE_DELETE")
+    );
+
+    let bad_op = c
+        .execute_state_transaction(pb::ExecuteStateTransactionRequest {
+            store_name: "statestore".into(),
+            operations: vec![pb::TransactionalStateOperation {
+                operation_type: "merge".into(),
+                request: Some(item("keep", b"x", None)),
+            }],
+            metadata: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&bad_op), "ERR_NOT_SUPPORTED_STATE_OPERATION");
+
+    let bad_query = c
+        .query_state_alpha1(pb::QueryStateRequest {
+            store_name: "statestore".into(),
+            query: "{not json".into(),
+            metadata: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&bad_query), "ERR_MALFORMED_REQUEST");
+
+    let kept = c
+        .get_state(pb::GetStateRequest {
+            store_name: "statestore".into(),
+            key: "keep".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.data, b"v", "rejected requests changed nothing");
+
+    let unimplemented = c
+        .publish_event(pb::PublishEventRequest {
+            pubsub_name: "pubsub".into(),
+            topic: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unimplemented.code(), Code::Unimplemented);
+    assert!(!unimplemented.message().is_empty());
+}
+
+#[tokio::test]
+async fn metrics_count_both_apis_alike() {
+    let stack = Stack::start(None).await;
+    let mut c = client(&stack).await;
+    c.get_state(pb::GetStateRequest {
+        store_name: "nostore".into(),
+        key: "k".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    let text = outrigger::metrics::render();
+    assert!(
+        text.contains(r#"dapr_runtime_requests_total{block="state",op="get",outcome="ERR_STATE_STORE_NOT_FOUND"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("dapr_runtime_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn token_is_required_on_grpc() {
+    let stack = Stack::start(Some("t0ken")).await;
+    let mut c = client(&stack).await;
+    let denied = c.get_metadata(pb::GetMetadataRequest {}).await.unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated);
+    let mut request = tonic::Request::new(pb::GetMetadataRequest {});
+    request
+        .metadata_mut()
+        .insert("dapr-api-token", "t0ken".parse().unwrap());
+    let meta = c.get_metadata(request).await.unwrap().into_inner();
+    assert_eq!(meta.id, "test-app");
+}
