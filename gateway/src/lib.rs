@@ -22,6 +22,7 @@ pub mod api;
 pub mod components;
 pub mod config;
 pub mod error;
+pub mod launcher;
 pub mod metrics;
 pub mod resources;
 pub mod runtime;

@@ -1,50 +1,140 @@
-//! `outrigger`: the gateway (sidecar) binary.
+//! `outrigger`: the gateway (sidecar) binary, and `outrigger run`, the local launcher.
 //!
 //! Run with:
-//!     outrigger --app-id myapp --resources-path ./resources
-//! (`outrigger --help` lists every flag.)
+//!     outrigger --app-id myapp --resources-path ./resources     # gateway only
+//!     outrigger run --app-id myapp -- python3 app.py              # components + gateway + app
+//! (`outrigger --help` and `outrigger run --help` list every flag.)
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use outrigger::config::GatewayArgs;
+use outrigger::config::{Config, GatewayArgs};
+use outrigger::launcher::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "outrigger", version, about = "Dapr-compatible sidecar gateway")]
+#[command(
+    name = "outrigger",
+    version,
+    about = "Dapr-compatible sidecar gateway",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     #[command(flatten)]
     gateway: GatewayArgs,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let config = match cli.gateway.validate(|k| std::env::var(k).ok()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("outrigger: invalid configuration: {err}");
-            return std::process::ExitCode::from(64);
-        }
-    };
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the components an app needs, the gateway, and the app; stop all of them together.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Data folder of the embedded default (SQLite); default `$OUTRIGGER_DATA_DIR` or `~/.outrigger/data`.
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    /// The app command, after `--`.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn validate(args: GatewayArgs) -> Result<Config, ExitCode> {
+    args.validate(|k| std::env::var(k).ok()).map_err(|err| {
+        eprintln!("outrigger: invalid configuration: {err}");
+        ExitCode::from(64)
+    })
+}
+
+fn init_logging(level: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .init();
-    let shutdown = CancellationToken::new();
-    let gateway = match outrigger::Gateway::start(config, shutdown.clone()).await {
-        Ok(gateway) => gateway,
-        Err(err) => {
-            eprintln!("outrigger: {err}");
-            return std::process::ExitCode::from(1);
-        }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
     };
+    let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("signal received; shutting down");
         signal.cancel();
+        // A second signal exits at once.
+        wait_for_signal().await;
+        eprintln!("outrigger: second signal; exiting now");
+        #[allow(clippy::disallowed_methods)] // main owns the process: the user asked twice
+        std::process::exit(130);
     });
-    gateway.wait().await;
-    std::process::ExitCode::SUCCESS
+
+    match cli.command {
+        Some(Cmd::Run(mut run)) => {
+            // Like `dapr run`, pick free API ports unless the user chose them,
+            // so several runs on one machine never clash.
+            if let Some((_, sub)) = matches.subcommand() {
+                if sub.value_source("http_port") != Some(ValueSource::CommandLine) {
+                    run.gateway.http_port = 0;
+                }
+                if sub.value_source("grpc_port") != Some(ValueSource::CommandLine) {
+                    run.gateway.grpc_port = 0;
+                }
+                if sub.value_source("metrics_port") != Some(ValueSource::CommandLine) {
+                    run.gateway.metrics_port = 0;
+                }
+            }
+            let config = match validate(run.gateway) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            init_logging(&config.log_level);
+            let options = RunOptions {
+                config,
+                data_dir: run
+                    .data_dir
+                    .unwrap_or_else(|| launcher::default_data_dir(|k| std::env::var(k).ok())),
+                command: run.command,
+            };
+            match launcher::run(options, shutdown).await {
+                Ok(Some(status)) => {
+                    ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
+                }
+                Ok(None) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("outrigger run: {err}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        None => {
+            let config = match validate(cli.gateway) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            init_logging(&config.log_level);
+            match outrigger::Gateway::start(config, shutdown).await {
+                Ok(gateway) => {
+                    gateway.wait().await;
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("outrigger: {err}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {
