@@ -149,7 +149,7 @@ impl Gateway {
             let served = tonic::transport::Server::builder()
                 .add_service(dapr)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                     async move {
                         stop.cancelled().await;
                     },
