@@ -13,11 +13,17 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// The header daprd sets to the component's YAML `metadata.name`.
 pub const INSTANCE_HEADER: &str = "x-component-instance";
 
+/// Longest a unary component call may take.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A channel that connects (and reconnects) to `socket` on demand.
 pub fn lazy(socket: &Path) -> Channel {
     let socket = socket.to_path_buf();
     Endpoint::from_static("http://component.invalid")
         .connect_timeout(std::time::Duration::from_secs(2))
+        // A component that accepts but never answers must not hang the app;
+        // streaming calls (subscriptions) are exempt from this per-call limit.
+        .timeout(CALL_TIMEOUT)
         .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
