@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::components::{Readiness, Registry};
 use crate::config::Config;
 use crate::runtime::bindings::BindingsApi;
+use crate::runtime::pubsub::PubSubApi;
 use crate::runtime::secrets::SecretsApi;
 use crate::runtime::state::StateApi;
 
@@ -29,6 +30,8 @@ pub struct Runtime {
     pub secrets: SecretsApi,
     /// Output bindings.
     pub bindings: BindingsApi,
+    /// Publishing.
+    pub pubsub: PubSubApi,
     /// Attributes set with `PUT /v1.0/metadata/{key}`.
     pub extended: RwLock<BTreeMap<String, String>>,
     /// Set once components had their first Init and the APIs listen.
@@ -59,6 +62,7 @@ impl Runtime {
             state: StateApi::new(Arc::clone(&registry), config.app_id.clone()),
             secrets: SecretsApi::new(Arc::clone(&registry)),
             bindings: BindingsApi::new(Arc::clone(&registry)),
+            pubsub: PubSubApi::new(Arc::clone(&registry), config.app_id.clone()),
             registry,
             config,
             extended: RwLock::new(BTreeMap::new()),

@@ -133,9 +133,8 @@ async fn bad_input_gets_dapr_codes_and_changes_nothing() {
     assert_eq!(kept.data, b"v", "rejected requests changed nothing");
 
     let unimplemented = c
-        .publish_event(pb::PublishEventRequest {
-            pubsub_name: "pubsub".into(),
-            topic: "t".into(),
+        .subscribe_configuration(pb::SubscribeConfigurationRequest {
+            store_name: "config".into(),
             ..Default::default()
         })
         .await

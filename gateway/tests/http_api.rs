@@ -323,7 +323,7 @@ async fn bad_input_gets_dapr_error_codes() {
     let unimplemented = call(
         &stack,
         Method::POST,
-        "/v1.0/publish/pubsub/topic",
+        "/v1.0/invoke/other/method/x",
         "{}",
         &[],
     )
@@ -424,7 +424,7 @@ async fn secrets_bindings_metadata_health() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["echo", "statestore", "vault"]);
+    assert_eq!(names, ["echo", "pubsub", "statestore", "vault"]);
     let state = meta["components"]
         .as_array()
         .unwrap()

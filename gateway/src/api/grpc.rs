@@ -86,6 +86,39 @@ fn save_item(item: common_pb::StateItem) -> SaveItem {
     }
 }
 
+async fn bulk_publish(
+    rt: &Runtime,
+    r: pb::BulkPublishRequest,
+) -> Result<Response<pb::BulkPublishResponse>, Status> {
+    let entries = r
+        .entries
+        .into_iter()
+        .map(|e| crate::runtime::pubsub::BulkEntry {
+            entry_id: e.entry_id,
+            message: crate::runtime::pubsub::Message {
+                data: e.event,
+                content_type: (!e.content_type.is_empty()).then_some(e.content_type),
+                metadata: e.metadata,
+                traceparent: None,
+                tracestate: None,
+            },
+        })
+        .collect();
+    let failed = rt
+        .pubsub
+        .bulk_publish(&r.pubsub_name, &r.topic, entries, r.metadata)
+        .await?;
+    Ok(Response::new(pb::BulkPublishResponse {
+        failed_entries: failed
+            .into_iter()
+            .map(|f| pb::BulkPublishResponseFailedEntry {
+                entry_id: f.entry_id,
+                error: f.error,
+            })
+            .collect(),
+    }))
+}
+
 #[tonic::async_trait]
 impl pb::dapr_server::Dapr for DaprService {
     #[tracing::instrument(skip_all, fields(rpc.method = "GetState"))]
@@ -245,6 +278,47 @@ impl pb::dapr_server::Dapr for DaprService {
             .transact(&r.store_name, operations, r.metadata)
             .await?;
         Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "PublishEvent"))]
+    async fn publish_event(
+        &self,
+        request: Request<pb::PublishEventRequest>,
+    ) -> Result<Response<()>, Status> {
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let r = request.into_inner();
+        let message = crate::runtime::pubsub::Message {
+            data: r.data,
+            content_type: (!r.data_content_type.is_empty()).then_some(r.data_content_type),
+            metadata: r.metadata,
+            traceparent,
+            tracestate: None,
+        };
+        self.rt
+            .pubsub
+            .publish(&r.pubsub_name, &r.topic, message)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "BulkPublishEvent"))]
+    async fn bulk_publish_event(
+        &self,
+        request: Request<pb::BulkPublishRequest>,
+    ) -> Result<Response<pb::BulkPublishResponse>, Status> {
+        bulk_publish(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "BulkPublishEventAlpha1"))]
+    async fn bulk_publish_event_alpha1(
+        &self,
+        request: Request<pb::BulkPublishRequest>,
+    ) -> Result<Response<pb::BulkPublishResponse>, Status> {
+        bulk_publish(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]

@@ -6,6 +6,7 @@
 
 mod bindings;
 mod metadata;
+mod pubsub;
 mod secrets;
 mod state;
 
@@ -58,6 +59,18 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route(
             "/v1.0/bindings/{name}",
             post(bindings::invoke).put(bindings::invoke),
+        )
+        .route(
+            "/v1.0/publish/{pubsub}/{*topic}",
+            post(pubsub::publish).put(pubsub::publish),
+        )
+        .route(
+            "/v1.0/publish/bulk/{pubsub}/{*topic}",
+            post(pubsub::bulk_publish).put(pubsub::bulk_publish),
+        )
+        .route(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
+            post(pubsub::bulk_publish).put(pubsub::bulk_publish),
         )
         .fallback(unimplemented)
         .layer(DefaultBodyLimit::max(limit))

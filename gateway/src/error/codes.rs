@@ -71,6 +71,20 @@ catalogue! {
     ERR_API_UNIMPLEMENTED = NOT_IMPLEMENTED, Unimplemented;
     /// A component is declared but not ready (its process or backend is down).
     ERR_COMPONENT_NOT_READY = INTERNAL_SERVER_ERROR, Unavailable;
+    /// Unknown pub/sub component.
+    ERR_PUBSUB_NOT_FOUND = NOT_FOUND, InvalidArgument;
+    /// No pub/sub component is configured.
+    ERR_PUBSUB_NOT_CONFIGURED = BAD_REQUEST, FailedPrecondition;
+    /// Publish without a topic.
+    ERR_TOPIC_NAME_EMPTY = NOT_FOUND, InvalidArgument;
+    /// The broker refused or failed the publish.
+    ERR_PUBSUB_PUBLISH_MESSAGE = INTERNAL_SERVER_ERROR, Internal;
+    /// A body sent as a CloudEvent is not a valid one.
+    ERR_PUBSUB_CLOUD_EVENTS_SER = INTERNAL_SERVER_ERROR, InvalidArgument;
+    /// Bad publish metadata (e.g. `ttlInSeconds`).
+    ERR_PUBSUB_REQUEST_METADATA = BAD_REQUEST, InvalidArgument;
+    /// Bad bulk-publish entries (missing or duplicate `entryId`).
+    ERR_PUBSUB_EVENTS_SER = BAD_REQUEST, InvalidArgument;
     /// Metadata update failed.
     ERR_METADATA_SET = BAD_REQUEST, InvalidArgument;
 }

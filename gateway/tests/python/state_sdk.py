@@ -97,8 +97,13 @@ def secrets_bindings_metadata(d):
     meta = d.get_metadata()
     assert meta.application_id == "test-app", meta.application_id
     names = sorted(c.name for c in meta.registered_components)
-    assert names == ["echo", "statestore", "vault"], names
+    assert names == ["echo", "pubsub", "statestore", "vault"], names
     assert meta.extended_metadata.get("owner") == "python-sdk"
+
+
+def publish(d):
+    d.publish_event("pubsub", "orders", json.dumps({"id": 1}), data_content_type="application/json")
+    d.publish_event("pubsub", "orders", "plain words")
 
 
 def token_checks():
@@ -121,6 +126,7 @@ def main():
         bulk_and_transactions(d)
         cross_api(d)
         secrets_bindings_metadata(d)
+        publish(d)
     if TOKEN:
         token_checks()
     print("python sdk checks passed")

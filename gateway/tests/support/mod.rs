@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use outrigger::config::{AppProtocol, Config};
 use outrigger_component_sdk::bindings::{InvokeRequest, InvokeResponse, OutputBinding};
+use outrigger_component_sdk::pubsub::{MessageStream, PubSub, PublishRequest, Topic};
 use outrigger_component_sdk::secrets::{Secret, SecretStore};
 use outrigger_component_sdk::{ComponentError, ComponentServer, Metadata, async_trait};
 use tokio_util::sync::CancellationToken;
@@ -72,6 +73,30 @@ impl OutputBinding for Echo {
     }
 }
 
+/// Published messages, as the component received them.
+pub type Published = std::sync::Arc<std::sync::Mutex<Vec<PublishRequest>>>;
+
+/// A pub/sub that records what it is asked to publish and refuses bodies
+/// containing "reject".
+pub struct Recorder(pub Published);
+
+#[async_trait]
+impl PubSub for Recorder {
+    async fn init(&self, _: Metadata) -> Result<(), ComponentError> {
+        Ok(())
+    }
+    async fn publish(&self, request: PublishRequest) -> Result<(), ComponentError> {
+        if String::from_utf8_lossy(&request.data).contains("reject") {
+            return Err(ComponentError::unavailable("broker refused the message"));
+        }
+        self.0.lock().unwrap().push(request);
+        Ok(())
+    }
+    async fn subscribe(&self, _: Topic) -> Result<MessageStream, ComponentError> {
+        Err(ComponentError::unimplemented("subscribe"))
+    }
+}
+
 const RESOURCES: &str = r#"
 apiVersion: dapr.io/v1alpha1
 kind: Component
@@ -103,12 +128,21 @@ spec:
       key: password
 auth:
   secretStore: vault
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.recorder
+  version: v1
 "#;
 
 /// Components + gateway; dropping it stops both.
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub gateway: outrigger::Gateway,
+    pub published: Published,
     shutdown: CancellationToken,
     components_stop: CancellationToken,
 }
@@ -140,6 +174,8 @@ impl Stack {
         std::fs::create_dir_all(dir.path().join("resources")).unwrap();
         std::fs::write(dir.path().join("resources/components.yaml"), RESOURCES).unwrap();
         let components_stop = CancellationToken::new();
+        let published = Published::default();
+        let recorded = published.clone();
         let server = ComponentServer::new(&sockets)
             .service("memory", |s| s.state_store(MemoryStore::default))
             .service("vault", |s| s.secret_store(|| Vault))
@@ -147,10 +183,14 @@ impl Stack {
                 s.output_binding(|| Echo {
                     password: std::sync::Mutex::new(String::new()),
                 })
+            })
+            .service("recorder", move |s| {
+                let recorded = recorded.clone();
+                s.pubsub(move || Recorder(recorded.clone()))
             });
         let stop = components_stop.clone();
         tokio::spawn(server.serve(async move { stop.cancelled().await }));
-        for name in ["memory", "vault", "echo"] {
+        for name in ["memory", "vault", "echo", "recorder"] {
             let path: PathBuf = sockets.join(format!("{name}.sock"));
             for _ in 0..500 {
                 if tokio::net::UnixStream::connect(&path).await.is_ok() {
@@ -166,6 +206,7 @@ impl Stack {
         Self {
             dir,
             gateway,
+            published,
             shutdown,
             components_stop,
         }
