@@ -1,0 +1,362 @@
+//! `state.sqlite`: a state store on one SQLite table.
+//!
+//! Rows are `(key, value, etag, expires_at)`. The ETag is a random 63-bit
+//! number drawn on every write, so a delete-then-recreate never revives an
+//! old ETag. Expired rows are invisible at once (every read filters on
+//! `expires_at`) and removed by a background sweep every `cleanupInterval`.
+//! Transactions and bulk writes run in one SQLite transaction. The table
+//! name is the only text spliced into SQL, and `db::identifier` admits only
+//! `[A-Za-z_][A-Za-z0-9_]*` (hence the `AssertSqlSafe`s).
+
+mod query;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use outrigger_component_sdk::state::*;
+use outrigger_component_sdk::{ComponentError, Metadata, async_trait};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::db::{self, now_ms, sql};
+
+const KEYS: &[&str] = &[
+    "databaseFile",
+    "connectionString",
+    "tableName",
+    "timeout",
+    "cleanupInterval",
+    "busyTimeout",
+];
+
+struct Open {
+    pool: SqlitePool,
+    table: String,
+    timeout: Duration,
+    _sweeper: DropGuard,
+}
+
+/// The SQLite state store. Configure with `Init`.
+#[derive(Default)]
+pub struct SqliteState {
+    open: OnceLock<Open>,
+}
+
+fn new_etag() -> i64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[..8]);
+    i64::from_le_bytes(n) & i64::MAX
+}
+
+fn parse_etag(etag: &str) -> Result<i64, ComponentError> {
+    etag.parse::<i64>().map_err(|_| {
+        ComponentError::etag_invalid(format!("{etag:?} is not an ETag issued by this store"))
+    })
+}
+
+/// `ttlInSeconds` → absolute expiry in ms; `None` for no expiry.
+fn expiry(metadata: &HashMap<String, String>) -> Result<Option<i64>, ComponentError> {
+    let Some(raw) = metadata.get("ttlInSeconds") else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<i64>() {
+        Ok(-1) => Ok(None),
+        Ok(secs) if secs > 0 => Ok(Some(now_ms().saturating_add(secs.saturating_mul(1000)))),
+        _ => Err(ComponentError::invalid_argument(
+            "metadata.ttlInSeconds",
+            format!("{raw:?} must be a positive number of seconds, or -1 for none"),
+        )),
+    }
+}
+
+// === SQL helpers shared by single, bulk and transactional writes ===
+
+async fn current_etag(
+    conn: &mut SqliteConnection,
+    table: &str,
+    key: &str,
+) -> Result<Option<i64>, ComponentError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT etag FROM {table} WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+    )))
+    .bind(key)
+    .bind(now_ms())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("reading the current ETag"))?;
+    Ok(row.map(|r| r.get::<i64, _>(0)))
+}
+
+async fn set_in(
+    conn: &mut SqliteConnection,
+    table: &str,
+    req: SetRequest,
+) -> Result<(), ComponentError> {
+    let expires_at = expiry(&req.metadata)?;
+    let current = current_etag(conn, table, &req.key).await?;
+    match &req.etag {
+        Some(etag) => {
+            let wanted = parse_etag(etag)?;
+            if current != Some(wanted) {
+                return Err(ComponentError::etag_mismatch(format!(
+                    "key {:?}: ETag {etag} is not the current one",
+                    req.key
+                )));
+            }
+        }
+        None if req.concurrency == Concurrency::FirstWrite && current.is_some() => {
+            return Err(ComponentError::etag_mismatch(format!(
+                "key {:?} exists; first-write concurrency needs its ETag",
+                req.key
+            )));
+        }
+        None => {}
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} (key, value, etag, expires_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at"
+    )))
+    .bind(&req.key)
+    .bind(&req.value)
+    .bind(new_etag())
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("writing state"))?;
+    Ok(())
+}
+
+async fn delete_in(
+    conn: &mut SqliteConnection,
+    table: &str,
+    req: DeleteRequest,
+) -> Result<(), ComponentError> {
+    if let Some(etag) = &req.etag {
+        let wanted = parse_etag(etag)?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE key = ?1 AND etag = ?2 AND (expires_at IS NULL OR expires_at > ?3)"
+        )))
+        .bind(&req.key)
+        .bind(wanted)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("deleting state"))?;
+        if done.rows_affected() == 0 {
+            return Err(ComponentError::etag_mismatch(format!(
+                "key {:?}: ETag {etag} is not the current one",
+                req.key
+            )));
+        }
+        return Ok(());
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE key = ?1"
+    )))
+    .bind(&req.key)
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("deleting state"))?;
+    Ok(())
+}
+
+// === impl SqliteState ===
+
+impl SqliteState {
+    fn open(&self) -> Result<&Open, ComponentError> {
+        self.open.get().ok_or_else(|| {
+            ComponentError::failed_precondition("the state store is not initialised")
+        })
+    }
+
+    async fn in_transaction(&self, ops: Vec<TransactionOperation>) -> Result<(), ComponentError> {
+        let open = self.open()?;
+        let work = async {
+            let mut tx = open
+                .pool
+                .begin()
+                .await
+                .map_err(sql("starting a transaction"))?;
+            for op in ops {
+                match op {
+                    TransactionOperation::Set(r) => set_in(&mut tx, &open.table, r).await?,
+                    TransactionOperation::Delete(r) => delete_in(&mut tx, &open.table, r).await?,
+                }
+            }
+            // Dropping `tx` without commit (any `?` above) rolls everything back.
+            tx.commit().await.map_err(sql("committing"))
+        };
+        tokio::time::timeout(open.timeout, work)
+            .await
+            .map_err(|_| {
+                ComponentError::unavailable(format!(
+                    "the database did not answer within {:?}",
+                    open.timeout
+                ))
+            })?
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteState {
+    #[tracing::instrument(skip_all, fields(component = "state.sqlite"))]
+    async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
+        db::check_keys(&metadata, KEYS)?;
+        let table = db::identifier("tableName", metadata.get("tableName").unwrap_or("state"))?;
+        let timeout = metadata
+            .duration("timeout")?
+            .unwrap_or(Duration::from_secs(20));
+        let cleanup = metadata
+            .duration("cleanupInterval")?
+            .unwrap_or(Duration::from_secs(3600));
+        let pool = db::open(&metadata).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                key TEXT PRIMARY KEY NOT NULL,
+                value BLOB NOT NULL,
+                etag INTEGER NOT NULL,
+                expires_at INTEGER
+            )"
+        )))
+        .execute(&pool)
+        .await
+        .map_err(sql("creating the state table"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_at) WHERE expires_at IS NOT NULL")))
+            .execute(&pool)
+            .await
+            .map_err(sql("creating the expiry index"))?;
+
+        let stop = CancellationToken::new();
+        if !cleanup.is_zero() {
+            let (pool, table, token) = (pool.clone(), table.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = tokio::time::sleep(cleanup) => {}
+                    }
+                    let swept = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?1"
+                    )))
+                    .bind(now_ms())
+                    .execute(&pool)
+                    .await;
+                    match swept {
+                        Ok(done) => {
+                            tracing::debug!(rows = done.rows_affected(), "swept expired state")
+                        }
+                        Err(err) => tracing::warn!(error = %err, "sweeping expired state failed"),
+                    }
+                }
+            });
+        }
+        self.open
+            .set(Open {
+                pool,
+                table,
+                timeout,
+                _sweeper: stop.drop_guard(),
+            })
+            .map_err(|_| {
+                ComponentError::failed_precondition("Init was already called on this instance")
+            })
+    }
+
+    fn features(&self) -> Vec<StateFeature> {
+        vec![
+            StateFeature::Etag,
+            StateFeature::Transactional,
+            StateFeature::Ttl,
+            StateFeature::QueryApi,
+        ]
+    }
+
+    async fn get(&self, req: GetRequest) -> Result<Option<StateItem>, ComponentError> {
+        let open = self.open()?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT value, etag, expires_at FROM {} WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            open.table
+        )))
+        .bind(&req.key)
+        .bind(now_ms())
+        .fetch_optional(&open.pool)
+        .await
+        .map_err(sql("reading state"))?;
+        Ok(row.map(|r| {
+            let mut metadata = HashMap::new();
+            if let Some(at) = r
+                .get::<Option<i64>, _>(2)
+                .and_then(chrono::DateTime::from_timestamp_millis)
+            {
+                metadata.insert(
+                    "ttlExpireTime".to_owned(),
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
+            }
+            StateItem {
+                data: r.get(0),
+                etag: Some(r.get::<i64, _>(1).to_string()),
+                metadata,
+                content_type: None,
+            }
+        }))
+    }
+
+    async fn set(&self, req: SetRequest) -> Result<(), ComponentError> {
+        self.in_transaction(vec![TransactionOperation::Set(req)])
+            .await
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<(), ComponentError> {
+        self.in_transaction(vec![TransactionOperation::Delete(req)])
+            .await
+    }
+
+    async fn bulk_set(&self, reqs: Vec<SetRequest>) -> Result<(), ComponentError> {
+        self.in_transaction(reqs.into_iter().map(TransactionOperation::Set).collect())
+            .await
+    }
+
+    async fn bulk_delete(&self, reqs: Vec<DeleteRequest>) -> Result<(), ComponentError> {
+        self.in_transaction(reqs.into_iter().map(TransactionOperation::Delete).collect())
+            .await
+    }
+
+    async fn transact(&self, req: TransactionRequest) -> Result<(), ComponentError> {
+        self.in_transaction(req.operations).await
+    }
+
+    async fn query(&self, req: QueryRequest) -> Result<QueryResponse, ComponentError> {
+        let open = self.open()?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT key, value, etag FROM {} WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY key",
+            open.table
+        )))
+        .bind(now_ms())
+        .fetch_all(&open.pool)
+        .await
+        .map_err(sql("querying state"))?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    r.get::<Vec<u8>, _>(1),
+                    r.get::<i64, _>(2),
+                )
+            })
+            .collect();
+        query::run(&req, items)
+    }
+
+    async fn ping(&self) -> Result<(), ComponentError> {
+        let open = self.open()?;
+        sqlx::query("SELECT 1")
+            .execute(&open.pool)
+            .await
+            .map_err(sql("ping"))?;
+        Ok(())
+    }
+}
