@@ -241,7 +241,11 @@ impl SqlitePubSub {
 
     async fn insert(&self, entries: Vec<(String, PublishRequest)>) -> Result<(), ComponentError> {
         let open = self.open()?;
-        let mut tx = open.pool.begin().await.map_err(sql("starting a publish"))?;
+        let mut tx = open
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sql("starting a publish"))?;
         for (_, req) in entries {
             let expires = expires_at(&req.metadata)?;
             sqlx::query(

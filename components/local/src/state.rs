@@ -176,7 +176,10 @@ impl SqliteState {
         let work = async {
             let mut tx = open
                 .pool
-                .begin()
+                // IMMEDIATE takes the write lock up front: a deferred transaction that
+                // reads the ETag and then writes can fail outright when another writer
+                // commits in between.
+                .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(sql("starting a transaction"))?;
             for op in ops {
