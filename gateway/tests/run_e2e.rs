@@ -1,0 +1,99 @@
+//! `outrigger run` end to end: the real `outrigger` binary starts the real
+//! `outrigger-local` binary and a Python app using the official SDK, and
+//! stops everything when the app exits, leaving no process or socket behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn outrigger() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_outrigger"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_starts_components_gateway_and_app_then_cleans_up() {
+    let local = outrigger().with_file_name("outrigger-local");
+    assert!(
+        local.is_file(),
+        "{} is missing: build the workspace (`bash scripts/test.sh` or `cargo build -p outrigger-local`)",
+        local.display()
+    );
+    let python = std::env::var("OUTRIGGER_PYTHON")
+        .expect("OUTRIGGER_PYTHON is not set: run `bash scripts/test.sh`, which installs the Dapr SDK venv and sets it");
+    let data = tempfile::tempdir().unwrap();
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/run_app.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(outrigger())
+            .args([
+                "run",
+                "--app-id",
+                "e2e-app",
+                "--log-level",
+                "warn",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .arg("--")
+            .arg(&python)
+            .arg(script)
+            .env("XDG_RUNTIME_DIR", runtime_dir.path())
+            .env_remove("DAPR_HTTP_PORT")
+            .env_remove("DAPR_GRPC_PORT")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("outrigger run finishes within 120 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "outrigger run failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("outrigger run app checks passed"),
+        "{stdout}\n{stderr}"
+    );
+
+    // The shared SQLite file is in the data folder; the run folder is gone.
+    assert!(data.path().join("outrigger.db").is_file());
+    let leftovers: Vec<_> = std::fs::read_dir(runtime_dir.path().join("outrigger"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "run folder left behind: {leftovers:?}"
+    );
+    // No outrigger-local of this run survives it.
+    let survivors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read_to_string(p.path().join("environ")).ok())
+        .filter(|env| env.contains(&runtime_dir.path().display().to_string()))
+        .count();
+    assert_eq!(survivors, 0, "a process started by the run outlived it");
+}
+
+#[tokio::test]
+async fn invalid_flags_exit_64_naming_the_flag() {
+    let output = tokio::process::Command::new(outrigger())
+        .args(["run", "--app-id", "no spaces allowed"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--app-id"));
+    let output = tokio::process::Command::new(outrigger())
+        .args(["--resources-path", "/definitely/not/here"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--resources-path /definitely/not/here")
+    );
+}
