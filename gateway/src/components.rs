@@ -14,6 +14,8 @@ pub use registry::{Component, Readiness, Registry, RegistryError};
 pub const BUILTIN_TYPES: &[(&str, &str)] = &[
     ("state.sqlite", "local"),
     ("pubsub.sqlite", "local"),
+    ("state.local", "local"),
+    ("pubsub.local", "local"),
     ("secretstores.local.file", "local"),
     ("bindings.cron", "local"),
     ("secretstores.local.env", "local-env"),
