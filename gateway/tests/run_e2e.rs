@@ -12,6 +12,17 @@ fn outrigger() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_starts_components_gateway_and_app_then_cleans_up() {
+    run_app(None).await;
+}
+
+/// With `DAPR_API_TOKEN` set, the gateway requires it and the app (which
+/// inherits it) sends it; the script also checks a call without it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_an_api_token() {
+    run_app(Some("run-token")).await;
+}
+
+async fn run_app(token: Option<&str>) {
     let local = outrigger().with_file_name("outrigger-local");
     assert!(
         local.is_file(),
@@ -41,6 +52,7 @@ async fn run_starts_components_gateway_and_app_then_cleans_up() {
             .env("XDG_RUNTIME_DIR", runtime_dir.path())
             .env_remove("DAPR_HTTP_PORT")
             .env_remove("DAPR_GRPC_PORT")
+            .envs(token.map(|t| ("DAPR_API_TOKEN", t)))
             .kill_on_drop(true)
             .output(),
     )

@@ -46,4 +46,19 @@ with DaprClient() as d:
     types = sorted((c.name, c.type) for c in meta.registered_components)
     assert types == [("pubsub", "pubsub.sqlite"), ("statestore", "state.sqlite")], types
 
+token = os.environ.get("DAPR_API_TOKEN")
+if token:
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}/v1.0/state/statestore/order-1"
+    try:
+        urllib.request.urlopen(url)
+        raise AssertionError("a call without the token was served")
+    except urllib.error.HTTPError as err:
+        assert err.code == 401, err.code
+    request = urllib.request.Request(url, headers={"dapr-api-token": token})
+    with urllib.request.urlopen(request) as resp:
+        assert json.loads(resp.read()) == {"city": "Oslo", "total": 3}
+
 print("outrigger run app checks passed")
