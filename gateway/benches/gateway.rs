@@ -14,6 +14,7 @@
 #[allow(dead_code)]
 mod memory;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -81,7 +82,7 @@ where
 
 fn row(name: &str, s: &Stats, base: &Stats) {
     println!(
-        "{name:<28} p50 {:>8.1} µs  p99 {:>8.1} µs  seq {:>8.0} op/s  16 clients {:>8.0} op/s  p50 vs direct {:>5.2}x",
+        "{name:<28} p50 {:>8.1} µs  p99 {:>8.1} µs  seq {:>8.0} op/s  16 clients {:>8.0} op/s  vs direct {:>5.2}x",
         s.p50.as_secs_f64() * 1e6,
         s.p99.as_secs_f64() * 1e6,
         s.seq_ops,
@@ -133,34 +134,244 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The gRPC client for one component socket, initialised as `instance`.
+async fn direct_client(
+    socket: &std::path::Path,
+    metadata: HashMap<String, String>,
+) -> comp_pb::state_store_client::StateStoreClient<tonic::transport::Channel> {
+    let socket = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::from_static("http://component.invalid")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    let mut direct = comp_pb::state_store_client::StateStoreClient::new(channel);
+    let init = comp_pb::InitRequest {
+        metadata: Some(comp_pb::MetadataRequest {
+            properties: metadata,
+        }),
+    };
+    direct
+        .init(with_instance(tonic::Request::new(init)))
+        .await
+        .unwrap();
+    direct
+}
+
+struct Rows {
+    set: Vec<(String, Stats)>,
+    get: Vec<(String, Stats)>,
+}
+
+/// Set and get through the gateway (gRPC, HTTP) and straight to the socket.
+async fn paths(
+    n: usize,
+    store: &'static str,
+    direct: comp_pb::state_store_client::StateStoreClient<tonic::transport::Channel>,
+    grpc: pb::dapr_client::DaprClient<tonic::transport::Channel>,
+    http: Http,
+    base: String,
+    rows: &mut Rows,
+) {
+    let value = br#"{"name":"outrigger","n":42}"#.to_vec();
+    let (d, v) = (direct.clone(), value.clone());
+    rows.set.push((
+        format!("{store}: direct to component"),
+        measure(n, move |i| {
+            let (mut d, v) = (d.clone(), v.clone());
+            async move {
+                let req = comp_pb::SetRequest {
+                    key: format!("bench||k{}", i % 1000),
+                    value: v,
+                    ..Default::default()
+                };
+                d.set(with_instance(tonic::Request::new(req)))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await,
+    ));
+    let d = direct.clone();
+    rows.get.push((
+        format!("{store}: direct to component"),
+        measure(n, move |i| {
+            let mut d = d.clone();
+            async move {
+                let req = comp_pb::GetRequest {
+                    key: format!("bench||k{}", i % 1000),
+                    ..Default::default()
+                };
+                d.get(with_instance(tonic::Request::new(req)))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await,
+    ));
+    let (g, v) = (grpc.clone(), value.clone());
+    rows.set.push((
+        format!("{store}: gateway gRPC"),
+        measure(n, move |i| {
+            let (mut g, v) = (g.clone(), v.clone());
+            async move {
+                let item = common_pb::StateItem {
+                    key: format!("k{}", i % 1000),
+                    value: v,
+                    ..Default::default()
+                };
+                g.save_state(pb::SaveStateRequest {
+                    store_name: store.into(),
+                    states: vec![item],
+                })
+                .await
+                .unwrap();
+            }
+        })
+        .await,
+    ));
+    let g = grpc.clone();
+    rows.get.push((
+        format!("{store}: gateway gRPC"),
+        measure(n, move |i| {
+            let mut g = g.clone();
+            async move {
+                g.get_state(pb::GetStateRequest {
+                    store_name: store.into(),
+                    key: format!("k{}", i % 1000),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+        })
+        .await,
+    ));
+    let (h, b) = (http.clone(), base.clone());
+    rows.set.push((
+        format!("{store}: gateway HTTP"),
+        measure(n, move |i| {
+            let h = h.clone();
+            let uri = format!("{b}/v1.0/state/{store}");
+            async move {
+                let body = format!(
+                    r#"[{{"key":"k{}","value":{{"name":"outrigger","n":42}}}}]"#,
+                    i % 1000
+                )
+                .into_bytes();
+                assert_eq!(http_status(&h, "POST", &uri, body).await.0, 204);
+            }
+        })
+        .await,
+    ));
+    let (h, b) = (http.clone(), base.clone());
+    rows.get.push((
+        format!("{store}: gateway HTTP"),
+        measure(n, move |i| {
+            let h = h.clone();
+            let uri = format!("{b}/v1.0/state/{store}/k{}", i % 1000);
+            async move {
+                assert_eq!(http_status(&h, "GET", &uri, Vec::new()).await.0, 200);
+            }
+        })
+        .await,
+    ));
+}
+
+/// The same upserts and reads on SQLite directly, with the component's settings.
+async fn sqlite_direct(n: usize, file: &std::path::Path, rows: &mut Rows) {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(file)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(2));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS direct (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, etag INTEGER NOT NULL, expires_at INTEGER)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let value = br#"{"name":"outrigger","n":42}"#.to_vec();
+    let (p, v) = (pool.clone(), value.clone());
+    rows.set.push(("sqlite: directly (sqlx)".into(), measure(n, move |i| {
+        let (p, v) = (p.clone(), v.clone());
+        async move {
+            let mut tx = p.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            sqlx::query("SELECT etag FROM direct WHERE key = ?1").bind(format!("k{}", i % 1000)).fetch_optional(&mut *tx).await.unwrap();
+            sqlx::query("INSERT INTO direct (key, value, etag) VALUES (?1, ?2, ?3) ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag")
+                .bind(format!("k{}", i % 1000))
+                .bind(v)
+                .bind(i as i64)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    }).await));
+    let p = pool.clone();
+    rows.get.push((
+        "sqlite: directly (sqlx)".into(),
+        measure(n, move |i| {
+            let p = p.clone();
+            async move {
+                sqlx::query("SELECT value, etag FROM direct WHERE key = ?1")
+                    .bind(format!("k{}", i % 1000))
+                    .fetch_optional(&p)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await,
+    ));
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let n = if quick { 2_000 } else { 20_000 };
+    let n = if quick { 2_000 } else { 10_000 };
     let dir = tempfile::tempdir().unwrap();
     let sockets = dir.path().join("sockets");
     let resources = dir.path().join("resources");
+    let db = dir.path().join("bench.db");
     std::fs::create_dir_all(&resources).unwrap();
     std::fs::write(
         resources.join("state.yaml"),
-        "kind: Component\nmetadata: {name: statestore}\nspec: {type: state.memory, version: v1}\n",
+        format!(
+            "kind: Component\nmetadata: {{name: memory}}\nspec: {{type: state.memory, version: v1}}\n---\n\
+             kind: Component\nmetadata: {{name: sqlite}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: databaseFile\n    value: \"{}\"\n",
+            db.display()
+        ),
     )
     .unwrap();
     let stop = CancellationToken::new();
     let token = stop.clone();
-    tokio::spawn(
-        ComponentServer::new(&sockets)
-            .service("memory", |s| s.state_store(memory::MemoryStore::default))
-            .serve(async move { token.cancelled().await }),
-    );
-    let socket = sockets.join("memory.sock");
-    while tokio::net::UnixStream::connect(&socket).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let server = outrigger_local::services(ComponentServer::new(&sockets))
+        .service("memory", |s| s.state_store(memory::MemoryStore::default));
+    tokio::spawn(server.serve(async move { token.cancelled().await }));
+    for name in ["memory", "local"] {
+        while tokio::net::UnixStream::connect(sockets.join(format!("{name}.sock")))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     // Exec → healthy, and idle RSS, of the real binary.
-    let http_port = free_port();
-    let grpc_port = free_port();
+    let (http_port, grpc_port) = (free_port(), free_port());
     let started = Instant::now();
     let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"))
         .args([
@@ -186,47 +397,56 @@ async fn main() {
         .unwrap();
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
     let base = format!("http://127.0.0.1:{http_port}");
-    loop {
-        if http_status(
-            &http,
-            "GET",
-            &format!("{base}/v1.0/healthz/outbound"),
-            Vec::new(),
-        )
-        .await
-        .0 == 204
-        {
-            break;
-        }
+    while http_status(
+        &http,
+        "GET",
+        &format!("{base}/v1.0/healthz/outbound"),
+        Vec::new(),
+    )
+    .await
+    .0 != 204
+    {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let ready = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = gateway.id().and_then(rss_kib).unwrap_or(0);
-
-    // Direct to the component socket.
-    let channel = tonic::transport::Endpoint::from_static("http://component.invalid")
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap();
-    let mut direct = comp_pb::state_store_client::StateStoreClient::new(channel);
-    let mut init = tonic::Request::new(comp_pb::InitRequest::default());
-    init.metadata_mut()
-        .insert("x-component-instance", "bench-direct".parse().unwrap());
-    direct.init(init).await.unwrap();
-
     let grpc = pb::dapr_client::DaprClient::connect(format!("http://127.0.0.1:{grpc_port}"))
         .await
         .unwrap();
 
-    let value = br#"{"name":"outrigger","n":42}"#.to_vec();
+    let mut rows = Rows {
+        set: Vec::new(),
+        get: Vec::new(),
+    };
+    let memory_direct = direct_client(&sockets.join("memory.sock"), HashMap::new()).await;
+    paths(
+        n,
+        "memory",
+        memory_direct,
+        grpc.clone(),
+        http.clone(),
+        base.clone(),
+        &mut rows,
+    )
+    .await;
+    let local_direct = direct_client(
+        &sockets.join("local.sock"),
+        HashMap::from([("databaseFile".to_owned(), db.display().to_string())]),
+    )
+    .await;
+    paths(
+        n,
+        "sqlite",
+        local_direct,
+        grpc.clone(),
+        http.clone(),
+        base.clone(),
+        &mut rows,
+    )
+    .await;
+    sqlite_direct(n, &dir.path().join("direct.db"), &mut rows).await;
+
     println!(
         "gateway benchmark: {n} sequential ops per row, then {n} ops over 16 concurrent clients"
     );
@@ -235,112 +455,23 @@ async fn main() {
         ready.as_secs_f64() * 1e3,
         rss as f64 / 1024.0
     );
-
-    let d = direct.clone();
-    let v = value.clone();
-    let direct_set = measure(n, move |i| {
-        let mut d = d.clone();
-        let v = v.clone();
-        async move {
-            let req = comp_pb::SetRequest {
-                key: format!("bench||k{}", i % 1000),
-                value: v,
-                ..Default::default()
+    for (what, list) in [("set", &rows.set), ("get", &rows.get)] {
+        println!();
+        for (name, stats) in list.iter() {
+            let base = if name.starts_with("memory") {
+                &list[0].1
+            } else {
+                &list[3].1
             };
-            d.set(with_instance(tonic::Request::new(req)))
-                .await
-                .unwrap();
+            row(&format!("{what} {name}"), stats, base);
         }
-    })
-    .await;
-    let d = direct.clone();
-    let direct_get = measure(n, move |i| {
-        let mut d = d.clone();
-        async move {
-            let req = comp_pb::GetRequest {
-                key: format!("bench||k{}", i % 1000),
-                ..Default::default()
-            };
-            d.get(with_instance(tonic::Request::new(req)))
-                .await
-                .unwrap();
-        }
-    })
-    .await;
-
-    let g = grpc.clone();
-    let v = value.clone();
-    let grpc_set = measure(n, move |i| {
-        let mut g = g.clone();
-        let v = v.clone();
-        async move {
-            let item = common_pb::StateItem {
-                key: format!("k{}", i % 1000),
-                value: v,
-                ..Default::default()
-            };
-            g.save_state(pb::SaveStateRequest {
-                store_name: "statestore".into(),
-                states: vec![item],
-            })
-            .await
-            .unwrap();
-        }
-    })
-    .await;
-    let g = grpc.clone();
-    let grpc_get = measure(n, move |i| {
-        let mut g = g.clone();
-        async move {
-            g.get_state(pb::GetStateRequest {
-                store_name: "statestore".into(),
-                key: format!("k{}", i % 1000),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        }
-    })
-    .await;
-
-    let h = http.clone();
-    let b = base.clone();
-    let http_set = measure(n, move |i| {
-        let h = h.clone();
-        let uri = format!("{b}/v1.0/state/statestore");
-        async move {
-            let body = format!(
-                r#"[{{"key":"k{}","value":{{"name":"outrigger","n":42}}}}]"#,
-                i % 1000
-            )
-            .into_bytes();
-            let (status, _) = http_status(&h, "POST", &uri, body).await;
-            assert_eq!(status, 204);
-        }
-    })
-    .await;
-    let h = http.clone();
-    let b = base.clone();
-    let http_get = measure(n, move |i| {
-        let h = h.clone();
-        let uri = format!("{b}/v1.0/state/statestore/k{}", i % 1000);
-        async move {
-            let (status, _) = http_status(&h, "GET", &uri, Vec::new()).await;
-            assert_eq!(status, 200);
-        }
-    })
-    .await;
-
-    println!();
-    row("set: direct to component", &direct_set, &direct_set);
-    row("set: gateway gRPC", &grpc_set, &direct_set);
-    row("set: gateway HTTP", &http_set, &direct_set);
-    row("get: direct to component", &direct_get, &direct_get);
-    row("get: gateway gRPC", &grpc_get, &direct_get);
-    row("get: gateway HTTP", &http_get, &direct_get);
+    }
+    let hop =
+        |i: usize| (rows.get[i].1.p50.as_secs_f64() - rows.get[i - 1].1.p50.as_secs_f64()) * 1e6;
     println!(
-        "\ngateway hop (p50, gRPC get - direct get): {:.1} µs",
-        (grpc_get.p50.as_secs_f64() - direct_get.p50.as_secs_f64()) * 1e6
+        "\ngateway hop (p50 get, gRPC through gateway minus direct): memory {:.1} µs, sqlite {:.1} µs",
+        hop(1),
+        hop(4)
     );
     let _ = gateway.kill().await;
     stop.cancel();
