@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use crate::ComponentError;
+use crate::{ComponentError, Metadata};
 
 /// gRPC metadata key daprd uses to name the component instance.
 pub const INSTANCE_HEADER: &str = "x-component-instance";
@@ -64,6 +64,23 @@ impl<T: ?Sized> Instances<T> {
             .map_err(|_| Status::internal("component instance table is poisoned"))?;
         live.insert(name, object);
         Ok(())
+    }
+
+    /// Serve an `Init` call: the instance its header names, with `metadata`.
+    pub(crate) async fn init_call<F, Fut>(
+        &self,
+        headers: &MetadataMap,
+        metadata: Option<outrigger_proto::components::MetadataRequest>,
+        init: F,
+    ) -> Result<(), Status>
+    where
+        F: FnOnce(Arc<T>, Metadata) -> Fut,
+        Fut: Future<Output = Result<(), ComponentError>>,
+    {
+        let name = instance_name(headers);
+        tracing::Span::current().record("instance", name.as_str());
+        let metadata = Metadata::new(metadata.unwrap_or_default().properties);
+        self.init(name, |object| init(object, metadata)).await
     }
 
     /// The initialised object for the request's instance.

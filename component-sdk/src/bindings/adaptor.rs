@@ -8,10 +8,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use outrigger_proto::components as pb;
 
+use crate::ComponentError;
 use crate::bindings::*;
-use crate::instance::{Instances, instance_name};
+use crate::instance::Instances;
 use crate::stream::{Answer, bridge};
-use crate::{ComponentError, Metadata};
 
 /// Serves one socket's input binding instances.
 #[derive(Clone)]
@@ -56,11 +56,13 @@ impl pb::input_binding_server::InputBinding for InputBindingAdaptor {
         &self,
         request: Request<pb::InputBindingInitRequest>,
     ) -> Result<Response<pb::InputBindingInitResponse>, Status> {
-        let name = instance_name(request.metadata());
-        tracing::Span::current().record("instance", name.as_str());
-        let metadata = Metadata::new(request.into_inner().metadata.unwrap_or_default().properties);
+        let (headers, _, body) = request.into_parts();
         self.instances
-            .init(name, |c| async move { c.init(metadata).await })
+            .init_call(
+                &headers,
+                body.metadata,
+                |c, m| async move { c.init(m).await },
+            )
             .await?;
         Ok(Response::new(pb::InputBindingInitResponse {}))
     }
@@ -113,11 +115,13 @@ impl pb::output_binding_server::OutputBinding for OutputBindingAdaptor {
         &self,
         request: Request<pb::OutputBindingInitRequest>,
     ) -> Result<Response<pb::OutputBindingInitResponse>, Status> {
-        let name = instance_name(request.metadata());
-        tracing::Span::current().record("instance", name.as_str());
-        let metadata = Metadata::new(request.into_inner().metadata.unwrap_or_default().properties);
+        let (headers, _, body) = request.into_parts();
         self.instances
-            .init(name, |c| async move { c.init(metadata).await })
+            .init_call(
+                &headers,
+                body.metadata,
+                |c, m| async move { c.init(m).await },
+            )
             .await?;
         Ok(Response::new(pb::OutputBindingInitResponse {}))
     }

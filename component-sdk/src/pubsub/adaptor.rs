@@ -8,10 +8,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use outrigger_proto::components as pb;
 
-use crate::instance::{Instances, instance_name};
+use crate::ComponentError;
+use crate::instance::Instances;
 use crate::pubsub::*;
 use crate::stream::{Answer, bridge};
-use crate::{ComponentError, Metadata};
 
 /// Serves one socket's pub/sub instances.
 #[derive(Clone)]
@@ -46,11 +46,13 @@ impl pb::pub_sub_server::PubSub for PubSubAdaptor {
         &self,
         request: Request<pb::PubSubInitRequest>,
     ) -> Result<Response<pb::PubSubInitResponse>, Status> {
-        let name = instance_name(request.metadata());
-        tracing::Span::current().record("instance", name.as_str());
-        let metadata = Metadata::new(request.into_inner().metadata.unwrap_or_default().properties);
+        let (headers, _, body) = request.into_parts();
         self.instances
-            .init(name, |c| async move { c.init(metadata).await })
+            .init_call(
+                &headers,
+                body.metadata,
+                |c, m| async move { c.init(m).await },
+            )
             .await?;
         Ok(Response::new(pb::PubSubInitResponse {}))
     }

@@ -6,9 +6,9 @@ use tonic::{Request, Response, Status};
 
 use outrigger_proto::components as pb;
 
-use crate::instance::{Instances, instance_name};
+use crate::ComponentError;
+use crate::instance::Instances;
 use crate::secrets::SecretStore;
-use crate::{ComponentError, Metadata};
 
 /// Serves one socket's secret store instances.
 #[derive(Clone)]
@@ -31,11 +31,13 @@ impl pb::secret_store_server::SecretStore for SecretStoreAdaptor {
         &self,
         request: Request<pb::SecretStoreInitRequest>,
     ) -> Result<Response<pb::SecretStoreInitResponse>, Status> {
-        let name = instance_name(request.metadata());
-        tracing::Span::current().record("instance", name.as_str());
-        let metadata = Metadata::new(request.into_inner().metadata.unwrap_or_default().properties);
+        let (headers, _, body) = request.into_parts();
         self.instances
-            .init(name, |c| async move { c.init(metadata).await })
+            .init_call(
+                &headers,
+                body.metadata,
+                |c, m| async move { c.init(m).await },
+            )
             .await?;
         Ok(Response::new(pb::SecretStoreInitResponse {}))
     }

@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 use outrigger_proto::components as pb;
 use pb::state_options::{StateConcurrency, StateConsistency};
 
-use crate::instance::{Instances, instance_name};
+use crate::ComponentError;
+use crate::instance::Instances;
 use crate::state::*;
-use crate::{ComponentError, Metadata};
 
 /// Serves one socket's state store instances on all four state services.
 #[derive(Clone)]
@@ -152,11 +152,13 @@ impl pb::state_store_server::StateStore for StateAdaptor {
         &self,
         request: Request<pb::InitRequest>,
     ) -> Result<Response<pb::InitResponse>, Status> {
-        let name = instance_name(request.metadata());
-        tracing::Span::current().record("instance", name.as_str());
-        let metadata = Metadata::new(request.into_inner().metadata.unwrap_or_default().properties);
+        let (headers, _, body) = request.into_parts();
         self.instances
-            .init(name, |store| async move { store.init(metadata).await })
+            .init_call(
+                &headers,
+                body.metadata,
+                |c, m| async move { c.init(m).await },
+            )
             .await?;
         Ok(Response::new(pb::InitResponse {}))
     }
