@@ -34,6 +34,8 @@ pub struct Runtime {
     pub pubsub: PubSubApi,
     /// Attributes set with `PUT /v1.0/metadata/{key}`.
     pub extended: RwLock<BTreeMap<String, String>>,
+    /// Features enabled by the `Configuration` file.
+    pub enabled_features: RwLock<Vec<String>>,
     /// Set once components had their first Init and the APIs listen.
     pub outbound_ready: AtomicBool,
     /// Cancelled by `POST /v1.0/shutdown` or a signal.
@@ -66,6 +68,7 @@ impl Runtime {
             registry,
             config,
             extended: RwLock::new(BTreeMap::new()),
+            enabled_features: RwLock::new(Vec::new()),
             outbound_ready: AtomicBool::new(false),
             shutdown,
         })
@@ -104,6 +107,14 @@ impl Runtime {
             out.insert(format!("component.{}.status", c.name), c.status);
         }
         out
+    }
+
+    /// Features enabled by the `Configuration` file.
+    pub fn features(&self) -> Vec<String> {
+        self.enabled_features
+            .read()
+            .map(|f| f.clone())
+            .unwrap_or_default()
     }
 
     /// Set an extended attribute.

@@ -84,6 +84,10 @@ impl Gateway {
     /// # Errors
     /// Invalid resources, a type no socket serves, or a port in use.
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, GatewayError> {
+        let configuration = match &config.config_file {
+            Some(path) => resources::load_configuration(path)?,
+            None => resources::Configuration::default(),
+        };
         let resources = resources::load(&config.resources_paths, &config.app_id, |k| {
             std::env::var(k).ok()
         })?;
@@ -123,6 +127,9 @@ impl Gateway {
             .await?
         };
         let runtime = Runtime::new(config, registry, shutdown.clone());
+        if let Ok(mut features) = runtime.enabled_features.write() {
+            *features = configuration.enabled_features;
+        }
 
         let router = api::http::router(Arc::clone(&runtime));
         let stop = shutdown.clone();

@@ -315,6 +315,61 @@ pub fn parse_file(
     Ok(out)
 }
 
+/// A Dapr `Configuration` resource (the `--config` file). Only what the
+/// gateway uses so far is typed; the rest of `spec` is kept as YAML.
+#[derive(Debug, Clone, Default)]
+pub struct Configuration {
+    /// `metadata.name`.
+    pub name: String,
+    /// Names of `spec.features` entries with `enabled: true`.
+    pub enabled_features: Vec<String>,
+    /// The whole `spec`, for settings later blocks read.
+    pub spec: serde_yaml_ng::Value,
+}
+
+#[derive(Deserialize)]
+struct Feature {
+    name: String,
+    #[serde(default)]
+    enabled: bool,
+}
+
+/// Load a `Configuration` file.
+///
+/// # Errors
+/// An unreadable file, malformed YAML, another `kind`, or malformed
+/// `spec.features`, naming the file.
+pub fn load_configuration(path: &Path) -> Result<Configuration, ResourceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ResourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let doc: Document = serde_yaml_ng::from_str(&text).map_err(|e| invalid(path, e.to_string()))?;
+    if doc.kind.as_deref() != Some("Configuration") {
+        return Err(invalid(
+            path,
+            format!(
+                "--config needs a `kind: Configuration` resource, not {:?}",
+                doc.kind.unwrap_or_default()
+            ),
+        ));
+    }
+    let features: Vec<Feature> = match doc.spec.get("features") {
+        None => Vec::new(),
+        Some(list) => serde_yaml_ng::from_value(list.clone())
+            .map_err(|e| invalid(path, format!("spec.features: {e}")))?,
+    };
+    Ok(Configuration {
+        name: doc.metadata.name,
+        enabled_features: features
+            .into_iter()
+            .filter(|f| f.enabled)
+            .map(|f| f.name)
+            .collect(),
+        spec: doc.spec,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,6 +437,27 @@ spec: {}
         );
         let err = parse_file(Path::new("broken.yaml"), "kind: [", &env).unwrap_err();
         assert!(err.to_string().starts_with("broken.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn configuration_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("config.yaml");
+        std::fs::write(
+            &good,
+            "kind: Configuration\nmetadata: {name: appconfig}\nspec:\n  features:\n  - {name: ActorStateTTL, enabled: true}\n  - {name: HotReload, enabled: false}\n",
+        )
+        .unwrap();
+        let loaded = load_configuration(&good).unwrap();
+        assert_eq!(loaded.name, "appconfig");
+        assert_eq!(loaded.enabled_features, ["ActorStateTTL"]);
+        let wrong = dir.path().join("component.yaml");
+        std::fs::write(&wrong, "kind: Component\nmetadata: {name: x}\nspec: {}\n").unwrap();
+        let err = load_configuration(&wrong).unwrap_err().to_string();
+        assert!(
+            err.contains("component.yaml") && err.contains("kind: Configuration"),
+            "{err}"
+        );
     }
 
     #[test]

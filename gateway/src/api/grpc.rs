@@ -396,6 +396,7 @@ impl pb::dapr_server::Dapr for DaprService {
                 ..Default::default()
             }),
             runtime_version: crate::RUNTIME_VERSION.into(),
+            enabled_features: rt.features(),
             ..Default::default()
         }))
     }

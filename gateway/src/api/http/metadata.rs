@@ -79,7 +79,7 @@ pub(super) async fn get_metadata(State(rt): State<Arc<Runtime>>) -> Response {
     Json(serde_json::json!({
         "id": rt.config.app_id,
         "runtimeVersion": crate::RUNTIME_VERSION,
-        "enabledFeatures": [],
+        "enabledFeatures": rt.features(),
         "actors": [],
         "components": components,
         "extended": rt.extended_metadata(),
