@@ -19,6 +19,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod app_channel;
 pub mod components;
 pub mod config;
 pub mod error;
@@ -62,6 +63,78 @@ pub enum GatewayError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Ask an HTTP app for its subscriptions (retrying until it answers) and
+/// start delivering them, with the declarative ones.
+fn start_subscriptions(
+    runtime: &Arc<Runtime>,
+    declared: Vec<runtime::subscribe::Subscription>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let config = &runtime.config;
+    let Some(port) = config
+        .app_port
+        .filter(|_| config.app_protocol == config::AppProtocol::Http)
+    else {
+        if !declared.is_empty() {
+            tracing::warn!(
+                "Subscription resources are declared but no HTTP --app-port is set; nothing is delivered"
+            );
+        }
+        return;
+    };
+    let app = app_channel::HttpApp::new(port, config.app_api_token.clone());
+    let (registry, app_id, inner) = (
+        Arc::clone(&runtime.registry),
+        config.app_id.clone(),
+        tracker.clone(),
+    );
+    tracker.spawn(async move {
+        let mut subscriptions = declared;
+        loop {
+            match app
+                .call("GET", "/dapr/subscribe", "application/json", Vec::new())
+                .await
+            {
+                Ok(reply) if reply.status == 404 => break,
+                Ok(reply) if (200..300).contains(&reply.status) => {
+                    match runtime::subscribe::parse_programmatic(&reply.body) {
+                        Ok(found) => subscriptions.extend(found),
+                        Err(why) => {
+                            tracing::error!(reason = %why, "ignoring the app's subscriptions")
+                        }
+                    }
+                    break;
+                }
+                Ok(reply) => tracing::warn!(
+                    status = reply.status,
+                    "GET /dapr/subscribe failed; retrying"
+                ),
+                Err(why) => tracing::debug!(reason = %why, "app not reachable yet"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            }
+        }
+        for subscription in subscriptions {
+            let (registry, app, app_id, stop) = (
+                Arc::clone(&registry),
+                app.clone(),
+                app_id.clone(),
+                shutdown.clone(),
+            );
+            inner.spawn(runtime::subscribe::deliver(
+                registry,
+                app,
+                app_id,
+                subscription,
+                stop,
+            ));
+        }
+    });
 }
 
 /// A started gateway.
@@ -184,6 +257,18 @@ impl Gateway {
                 }
             });
         }
+
+        let mut declared = Vec::new();
+        for (file, spec) in resources.subscriptions.clone() {
+            let subscription = runtime::subscribe::parse_declarative(spec).map_err(|reason| {
+                GatewayError::Resources(ResourceError::Invalid {
+                    path: file.clone(),
+                    reason,
+                })
+            })?;
+            declared.push(subscription);
+        }
+        start_subscriptions(&runtime, declared, &tracker, shutdown.clone());
 
         runtime.outbound_ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");

@@ -87,6 +87,8 @@ pub struct ComponentSpec {
 pub struct Resources {
     /// Components that apply to this app (scopes already applied).
     pub components: Vec<ComponentSpec>,
+    /// `Subscription` specs that apply to this app, with their files.
+    pub subscriptions: Vec<(PathBuf, serde_yaml_ng::Value)>,
 }
 
 /// A resource that cannot be loaded; always names the file.
@@ -218,6 +220,11 @@ pub fn load(
             path: file.clone(),
             source,
         })?;
+        for (scopes, spec) in parse_subscriptions(&file, &text)? {
+            if scopes.is_empty() || scopes.iter().any(|s| s == app_id) {
+                resources.subscriptions.push((file.clone(), spec));
+            }
+        }
         for component in parse_file(&file, &text, &env)? {
             if !component.scopes.is_empty() && !component.scopes.iter().any(|s| s == app_id) {
                 tracing::debug!(name = %component.name, "component not scoped to this app");
@@ -242,6 +249,27 @@ fn invalid(path: &Path, reason: impl Into<String>) -> ResourceError {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
+}
+
+/// The `Subscription` documents of one file: (scopes, spec).
+fn parse_subscriptions(
+    path: &Path,
+    text: &str,
+) -> Result<Vec<(Vec<String>, serde_yaml_ng::Value)>, ResourceError> {
+    let mut out = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = serde_yaml_ng::Value::deserialize(document)
+            .map_err(|e| invalid(path, e.to_string()))?;
+        if value.is_null() {
+            continue;
+        }
+        let doc: Document =
+            serde_yaml_ng::from_value(value).map_err(|e| invalid(path, e.to_string()))?;
+        if doc.kind.as_deref() == Some("Subscription") {
+            out.push((doc.scopes, doc.spec));
+        }
+    }
+    Ok(out)
 }
 
 /// Parse the `Component` documents of one file.

@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod pubsub;
 pub mod secrets;
 pub mod state;
+pub mod subscribe;
 
 use std::sync::Arc;
 

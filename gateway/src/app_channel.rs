@@ -1,0 +1,80 @@
+//! Calling the app over HTTP: subscription discovery and event delivery.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// How long one call to the app may take.
+const APP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An HTTP app on `127.0.0.1:<port>`.
+#[derive(Debug, Clone)]
+pub struct HttpApp {
+    base: String,
+    token: Option<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The app's answer: status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpApp {
+    /// The app on `port`; `token` (`APP_API_TOKEN`) is sent as `dapr-api-token`.
+    pub fn new(port: u16, token: Option<String>) -> Self {
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Call `method path` with `body` and `content_type`.
+    ///
+    /// # Errors
+    /// The app is unreachable or did not answer in time (the message says which).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<AppReply, String> {
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(http::header::CONTENT_TYPE, content_type);
+        if let Some(token) = &self.token {
+            request = request.header("dapr-api-token", token);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("building the request to {path}: {e}"))?;
+        let response = tokio::time::timeout(APP_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| format!("the app did not answer {method} {path} within {APP_TIMEOUT:?}"))?
+            .map_err(|e| format!("calling the app at {}{path}: {e}", self.base))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        Ok(AppReply { status, body })
+    }
+}

@@ -1,0 +1,361 @@
+//! Delivering subscribed messages to the app, at least once.
+//!
+//! Subscriptions come from the app (`GET /dapr/subscribe`) and from
+//! `Subscription` resources. Each opens a `PullMessages` stream on its
+//! pub/sub component with the app id as consumer group, POSTs every message
+//! to its route as `application/cloudevents+json`, and answers the component
+//! only after the app did: 2xx with status `SUCCESS` (or an empty or
+//! unparsable body) acks; `RETRY`, an unknown status or any non-2xx but 404
+//! nacks (the component delivers again); `DROP` and 404 ack, after
+//! publishing to the dead-letter topic when one is set. Messages are
+//! delivered concurrently (up to `MAX_IN_FLIGHT` per subscription), each
+//! acked on its own success. A stream that ends is opened again with
+//! back-off.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outrigger_proto::components as pb;
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app_channel::HttpApp;
+use crate::components::Registry;
+use crate::resources::Block;
+
+/// Deliveries to the app in flight per subscription.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// One subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Pub/sub component name.
+    pub pubsub: String,
+    /// Topic.
+    pub topic: String,
+    /// Route every message takes (routing rules with `match` need CEL, not yet supported).
+    pub route: String,
+    /// Subscription metadata (passed to the component).
+    pub metadata: HashMap<String, String>,
+    /// Where dropped messages go.
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    #[serde(default, rename = "match")]
+    matches: String,
+    #[serde(default)]
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Routes {
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    default: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    #[serde(alias = "pubsubName")]
+    pubsubname: String,
+    topic: String,
+    #[serde(default)]
+    route: String,
+    #[serde(default)]
+    routes: Option<Routes>,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+    #[serde(default)]
+    dead_letter_topic: Option<String>,
+}
+
+impl Wire {
+    fn into_subscription(self) -> Result<Subscription, String> {
+        let routes = self.routes.unwrap_or_default();
+        if routes.rules.iter().any(|r| !r.matches.is_empty()) {
+            return Err(format!(
+                "subscription to {}/{}: routing rules with `match` need CEL, which this gateway does not support yet",
+                self.pubsubname, self.topic
+            ));
+        }
+        let route = [
+            routes.default,
+            routes
+                .rules
+                .into_iter()
+                .map(|r| r.path)
+                .next()
+                .unwrap_or_default(),
+            self.route,
+        ]
+        .into_iter()
+        .find(|r| !r.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "subscription to {}/{} has no route",
+                self.pubsubname, self.topic
+            )
+        })?;
+        Ok(Subscription {
+            pubsub: self.pubsubname,
+            topic: self.topic,
+            route,
+            metadata: self.metadata,
+            dead_letter_topic: self.dead_letter_topic.filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// Parse the app's `GET /dapr/subscribe` answer.
+///
+/// # Errors
+/// Not a JSON list of subscriptions; entries without a route are reported.
+pub fn parse_programmatic(body: &[u8]) -> Result<Vec<Subscription>, String> {
+    let list: Vec<Wire> = serde_json::from_slice(body)
+        .map_err(|e| format!("GET /dapr/subscribe: not a subscription list: {e}"))?;
+    list.into_iter().map(Wire::into_subscription).collect()
+}
+
+/// Parse a `Subscription` resource's `spec` (v1alpha1 `route` or v2alpha1 `routes`).
+///
+/// # Errors
+/// A malformed spec, or one without a route.
+pub fn parse_declarative(spec: serde_yaml_ng::Value) -> Result<Subscription, String> {
+    let wire: Wire =
+        serde_yaml_ng::from_value(spec).map_err(|e| format!("Subscription spec: {e}"))?;
+    wire.into_subscription()
+}
+
+/// What the app's answer means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Processed: ack.
+    Success,
+    /// Deliver again: nack.
+    Retry,
+    /// Give up: ack (dead-letter first, if configured).
+    Drop,
+}
+
+/// Dapr's HTTP subscriber rules.
+pub fn verdict(status: u16, body: &[u8]) -> Verdict {
+    match status {
+        200..=299 => {
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+            match parsed
+                .as_ref()
+                .and_then(|v| v.get("status"))
+                .and_then(|s| s.as_str())
+            {
+                None | Some("") | Some("SUCCESS") => Verdict::Success,
+                Some("DROP") => Verdict::Drop,
+                Some(_) => Verdict::Retry,
+            }
+        }
+        404 => Verdict::Drop,
+        _ => Verdict::Retry,
+    }
+}
+
+/// Run `subscription` until `shutdown`.
+pub async fn deliver(
+    registry: Arc<Registry>,
+    app: HttpApp,
+    app_id: String,
+    subscription: Subscription,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let result = deliver_once(&registry, &app, &app_id, &subscription, &shutdown).await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                tracing::info!(pubsub = %subscription.pubsub, topic = %subscription.topic, "subscription stream ended; reopening")
+            }
+            Err(why) => {
+                tracing::warn!(pubsub = %subscription.pubsub, topic = %subscription.topic, reason = %why, "subscription failed; retrying")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn deliver_once(
+    registry: &Arc<Registry>,
+    app: &HttpApp,
+    app_id: &str,
+    sub: &Subscription,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let component = registry
+        .get(&sub.pubsub)
+        .filter(|c| c.spec.block == Block::PubSub)
+        .ok_or_else(|| format!("pubsub {} is not declared", sub.pubsub))?;
+    component.ensure_ready()?;
+    let mut metadata = sub.metadata.clone();
+    metadata
+        .entry("consumerID".into())
+        .or_insert_with(|| app_id.to_owned());
+    let (acks, rx) = mpsc::channel(MAX_IN_FLIGHT * 2);
+    acks.send(pb::PullMessagesRequest {
+        topic: Some(pb::Topic {
+            name: sub.topic.clone(),
+            metadata,
+        }),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut stream = component
+        .pubsub()
+        .pull_messages(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| format!("PullMessages: {}", s.message()))?
+        .into_inner();
+    tracing::info!(pubsub = %sub.pubsub, topic = %sub.topic, route = %sub.route, "delivering to the app");
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let tracker = TaskTracker::new();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            m = stream.next() => m,
+        };
+        let message = match message {
+            None => break,
+            Some(Err(status)) => return Err(format!("stream error: {}", status.message())),
+            Some(Ok(m)) => m,
+        };
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let (app, acks, sub, component, stop) = (
+            app.clone(),
+            acks.clone(),
+            sub.clone(),
+            Arc::clone(&component),
+            shutdown.clone(),
+        );
+        tracker.spawn(async move {
+            let outcome = handle(&app, &sub, &component, &message).await;
+            drop(slot);
+            // On shutdown nothing is answered, so nothing is acked by mistake.
+            if stop.is_cancelled() {
+                return;
+            }
+            let ack = pb::PullMessagesRequest {
+                ack_message_id: message.id,
+                ack_error: outcome.err().map(|message| pb::AckMessageError { message }),
+                ..Default::default()
+            };
+            let _ = acks.send(ack).await;
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+/// Deliver one message; `Ok` acks, `Err(reason)` nacks.
+async fn handle(
+    app: &HttpApp,
+    sub: &Subscription,
+    component: &crate::components::Component,
+    m: &pb::PullMessagesResponse,
+) -> Result<(), String> {
+    if expired(&m.data) {
+        tracing::debug!(topic = %sub.topic, "dropping an expired event");
+        return Ok(());
+    }
+    let reply = app
+        .call(
+            "POST",
+            &sub.route,
+            "application/cloudevents+json",
+            m.data.clone(),
+        )
+        .await?;
+    match verdict(reply.status, &reply.body) {
+        Verdict::Success => Ok(()),
+        Verdict::Retry => Err(format!("the app asked for a retry (HTTP {})", reply.status)),
+        Verdict::Drop => {
+            if let Some(dlq) = &sub.dead_letter_topic {
+                component
+                    .pubsub()
+                    .publish(pb::PublishRequest {
+                        data: m.data.clone(),
+                        pubsub_name: sub.pubsub.clone(),
+                        topic: dlq.clone(),
+                        metadata: HashMap::new(),
+                        content_type: String::new(),
+                    })
+                    .await
+                    .map_err(|s| {
+                        format!("publishing to dead-letter topic {dlq}: {}", s.message())
+                    })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn expired(data: &[u8]) -> bool {
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return false;
+    };
+    event
+        .get("expiration")
+        .and_then(|e| e.as_str())
+        .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+        .is_some_and(|at| at < chrono::Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dapr_subscriber_rules() {
+        assert_eq!(verdict(200, b""), Verdict::Success);
+        assert_eq!(verdict(204, b"garbage"), Verdict::Success);
+        assert_eq!(verdict(200, br#"{"status":"SUCCESS"}"#), Verdict::Success);
+        assert_eq!(verdict(200, br#"{"status":"RETRY"}"#), Verdict::Retry);
+        assert_eq!(verdict(200, br#"{"status":"DROP"}"#), Verdict::Drop);
+        assert_eq!(verdict(200, br#"{"status":"MAYBE"}"#), Verdict::Retry);
+        assert_eq!(verdict(404, b""), Verdict::Drop);
+        assert_eq!(verdict(500, b""), Verdict::Retry);
+    }
+
+    #[test]
+    fn programmatic_subscriptions() {
+        let body = br#"[{"pubsubname":"pubsub","topic":"a","route":"/a"},
+                        {"pubsubname":"pubsub","topic":"b","routes":{"default":"/b"},"deadLetterTopic":"poison"}]"#;
+        let subs = parse_programmatic(body).unwrap();
+        assert_eq!(
+            (subs[0].route.as_str(), subs[1].route.as_str()),
+            ("/a", "/b")
+        );
+        assert_eq!(subs[1].dead_letter_topic.as_deref(), Some("poison"));
+        let cel = br#"[{"pubsubname":"p","topic":"t","routes":{"rules":[{"match":"event.type == \"x\"","path":"/x"}],"default":"/d"}}]"#;
+        assert!(parse_programmatic(cel).unwrap_err().contains("CEL"));
+        assert!(
+            parse_programmatic(br#"[{"pubsubname":"p","topic":"t"}]"#)
+                .unwrap_err()
+                .contains("no route")
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Delivery to an HTTP app: programmatic (`/dapr/subscribe`) and declarative
+//! subscriptions on the real outrigger-local pub/sub, RETRY redelivered,
+//! 404 dropped to the dead-letter topic, every event a CloudEvent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::routing::{get, post};
+use outrigger::runtime::pubsub::Message;
+use outrigger_component_sdk::ComponentServer;
+use tokio_util::sync::CancellationToken;
+
+#[path = "support/mod.rs"]
+mod support;
+
+type Seen = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+async fn app(seen: Seen) -> u16 {
+    let retried: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
+    let record = |route: &'static str, seen: Seen| {
+        move |Json(event): Json<serde_json::Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push((route.to_owned(), event));
+                Json(serde_json::json!({"status": "SUCCESS"}))
+            }
+        }
+    };
+    let orders = {
+        let (seen, retried) = (seen.clone(), retried.clone());
+        move |Json(event): Json<serde_json::Value>| {
+            let (seen, retried) = (seen.clone(), retried.clone());
+            async move {
+                let id = event["id"].as_str().unwrap_or_default().to_owned();
+                seen.lock().unwrap().push(("orders".into(), event));
+                let first = retried.lock().unwrap().insert(id, true).is_none();
+                Json(serde_json::json!({"status": if first { "RETRY" } else { "SUCCESS" }}))
+            }
+        }
+    };
+    let router = axum::Router::new()
+        .route(
+            "/dapr/subscribe",
+            get(|| async {
+                Json(serde_json::json!([
+                    {"pubsubname": "pubsub", "topic": "orders", "route": "/orders"},
+                    {"pubsubname": "pubsub", "topic": "drops", "routes": {"default": "/drops"}, "deadLetterTopic": "poison"},
+                    {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"}
+                ]))
+            }),
+        )
+        .route("/orders", post(orders))
+        .route("/drops", post(|| async { axum::http::StatusCode::NOT_FOUND }))
+        .route("/poison", post(record("poison", seen.clone())))
+        .route("/declared", post(record("declared", seen.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_the_app_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sockets = dir.path().join("sockets");
+    std::fs::create_dir_all(dir.path().join("resources")).unwrap();
+    let db = dir.path().join("bus.db");
+    std::fs::write(
+        dir.path().join("resources/pubsub.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: redeliveryDelay, value: 50ms}}\n  - {{name: pollInterval, value: 20ms}}\n---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: declared}}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {{default: /declared}}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(
+        outrigger_local::services(ComponentServer::new(&sockets))
+            .serve(async move { token.cancelled().await }),
+    );
+    while tokio::net::UnixStream::connect(sockets.join("local.sock"))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = Seen::default();
+    let port = app(seen.clone()).await;
+    let mut config = support::config(dir.path(), None);
+    config.app_port = Some(port);
+    let gateway = outrigger::Gateway::start(config, stop.clone())
+        .await
+        .unwrap();
+    let rt = Arc::clone(&gateway.runtime);
+    let publish = |topic: &'static str, body: &'static str| {
+        let rt = Arc::clone(&rt);
+        async move {
+            let message = Message {
+                data: body.as_bytes().to_vec(),
+                content_type: Some("application/json".into()),
+                ..Default::default()
+            };
+            rt.pubsub.publish("pubsub", topic, message).await.unwrap();
+        }
+    };
+    for i in 0..3 {
+        publish("orders", ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}"][i]).await;
+    }
+    publish("drops", "{\"bad\":true}").await;
+    publish("declared", "{\"d\":1}").await;
+
+    let done = || {
+        let seen = seen.lock().unwrap();
+        let count = |route: &str| seen.iter().filter(|(r, _)| r == route).count();
+        count("orders") >= 6 && count("poison") >= 1 && count("declared") >= 1
+    };
+    for _ in 0..300 {
+        if done() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(done(), "not every delivery happened within 15 s: {seen:?}");
+    let orders: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|(r, _)| r == "orders")
+        .map(|(_, e)| e)
+        .collect();
+    for n in 0..3 {
+        let deliveries = orders.iter().filter(|e| e["data"]["n"] == n).count();
+        assert!(
+            deliveries >= 2,
+            "order {n}: RETRY must be followed by a redelivery ({deliveries} deliveries)"
+        );
+    }
+    let event = orders[0];
+    assert_eq!(event["topic"], "orders");
+    assert_eq!(event["pubsubname"], "pubsub");
+    assert_eq!(event["source"], "test-app");
+    let poison = &seen.iter().find(|(r, _)| r == "poison").unwrap().1;
+    assert_eq!(
+        poison["data"],
+        serde_json::json!({"bad": true}),
+        "404 sends the event to the dead-letter topic"
+    );
+    stop.cancel();
+}
