@@ -37,8 +37,11 @@ pub struct Subscription {
     pub pubsub: String,
     /// Topic.
     pub topic: String,
-    /// Route every message takes (routing rules with `match` need CEL, not yet supported).
-    pub route: String,
+    /// Routing rules in order: a CEL expression over `event`, and its path.
+    /// The first rule whose expression is true wins.
+    pub rules: Vec<(String, String)>,
+    /// Route when no rule matches (`routes.default`, or v1alpha1 `route`).
+    pub route: Option<String>,
     /// Subscription metadata (passed to the component).
     pub metadata: HashMap<String, String>,
     /// Where dropped messages go.
@@ -80,38 +83,55 @@ struct Wire {
 impl Wire {
     fn into_subscription(self) -> Result<Subscription, String> {
         let routes = self.routes.unwrap_or_default();
-        if routes.rules.iter().any(|r| !r.matches.is_empty()) {
-            return Err(format!(
-                "subscription to {}/{}: routing rules with `match` need CEL, which this gateway does not support yet",
-                self.pubsubname, self.topic
-            ));
+        let at = format!("subscription to {}/{}", self.pubsubname, self.topic);
+        let mut rules = Vec::new();
+        let mut catch_all = None;
+        for rule in routes.rules {
+            if rule.path.is_empty() {
+                return Err(format!("{at}: a routing rule has no path"));
+            }
+            if rule.matches.trim().is_empty() {
+                // A rule without a condition always matches; later rules never run.
+                catch_all.get_or_insert(rule.path);
+                continue;
+            }
+            cel::Program::compile(&rule.matches)
+                .map_err(|e| format!("{at}: match {:?} is not CEL: {e}", rule.matches))?;
+            rules.push((rule.matches, rule.path));
         }
-        let route = [
-            routes.default,
-            routes
-                .rules
-                .into_iter()
-                .map(|r| r.path)
-                .next()
-                .unwrap_or_default(),
-            self.route,
-        ]
-        .into_iter()
-        .find(|r| !r.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "subscription to {}/{} has no route",
-                self.pubsubname, self.topic
-            )
-        })?;
+        let route = [Some(routes.default), catch_all, Some(self.route)]
+            .into_iter()
+            .flatten()
+            .find(|r| !r.is_empty());
+        if rules.is_empty() && route.is_none() {
+            return Err(format!("{at} has no route"));
+        }
         Ok(Subscription {
             pubsub: self.pubsubname,
             topic: self.topic,
+            rules,
             route,
             metadata: self.metadata,
             dead_letter_topic: self.dead_letter_topic.filter(|t| !t.is_empty()),
         })
     }
+}
+
+/// The path for `event` under `sub`'s rules; `None` when nothing matches.
+pub fn route_for(sub: &Subscription, event: &serde_json::Value) -> Option<String> {
+    for (expression, path) in &sub.rules {
+        let Ok(program) = cel::Program::compile(expression) else {
+            continue;
+        };
+        let mut context = cel::Context::default();
+        if context.add_variable("event", event.clone()).is_err() {
+            continue;
+        }
+        if matches!(program.execute(&context), Ok(cel::Value::Bool(true))) {
+            return Some(path.clone());
+        }
+    }
+    sub.route.clone()
 }
 
 /// Parse the app's `GET /dapr/subscribe` answer.
@@ -227,7 +247,7 @@ async fn deliver_once(
         .await
         .map_err(|s| format!("PullMessages: {}", s.message()))?
         .into_inner();
-    tracing::info!(pubsub = %sub.pubsub, topic = %sub.topic, route = %sub.route, "delivering to the app");
+    tracing::info!(pubsub = %sub.pubsub, topic = %sub.topic, rules = sub.rules.len(), "delivering to the app");
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let tracker = TaskTracker::new();
     loop {
@@ -281,10 +301,16 @@ async fn handle(
         tracing::debug!(topic = %sub.topic, "dropping an expired event");
         return Ok(());
     }
+    let event: serde_json::Value =
+        serde_json::from_slice(&m.data).unwrap_or(serde_json::Value::Null);
+    let Some(route) = route_for(sub, &event) else {
+        tracing::debug!(topic = %sub.topic, "no route matches the event; dropping it");
+        return Ok(());
+    };
     let reply = app
         .call(
             "POST",
-            &sub.route,
+            &route,
             "application/cloudevents+json",
             m.data.clone(),
         )
@@ -346,16 +372,34 @@ mod tests {
                         {"pubsubname":"pubsub","topic":"b","routes":{"default":"/b"},"deadLetterTopic":"poison"}]"#;
         let subs = parse_programmatic(body).unwrap();
         assert_eq!(
-            (subs[0].route.as_str(), subs[1].route.as_str()),
-            ("/a", "/b")
+            (subs[0].route.as_deref(), subs[1].route.as_deref()),
+            (Some("/a"), Some("/b"))
         );
         assert_eq!(subs[1].dead_letter_topic.as_deref(), Some("poison"));
-        let cel = br#"[{"pubsubname":"p","topic":"t","routes":{"rules":[{"match":"event.type == \"x\"","path":"/x"}],"default":"/d"}}]"#;
-        assert!(parse_programmatic(cel).unwrap_err().contains("CEL"));
         assert!(
             parse_programmatic(br#"[{"pubsubname":"p","topic":"t"}]"#)
                 .unwrap_err()
                 .contains("no route")
         );
+        let bad = br#"[{"pubsubname":"p","topic":"t","routes":{"rules":[{"match":"event.type ==","path":"/x"}]}}]"#;
+        assert!(parse_programmatic(bad).unwrap_err().contains("not CEL"));
+    }
+
+    #[test]
+    fn cel_rules_route_in_order() {
+        let body = br#"[{"pubsubname":"p","topic":"t","routes":{"rules":[
+            {"match":"event.type == \"widget\"","path":"/widgets"},
+            {"match":"event.data.amount > 100","path":"/big"}],"default":"/other"}}]"#;
+        let sub = parse_programmatic(body).unwrap().remove(0);
+        let widget = serde_json::json!({"type": "widget", "data": {"amount": 500}});
+        let big = serde_json::json!({"type": "order", "data": {"amount": 500}});
+        let small = serde_json::json!({"type": "order", "data": {"amount": 5}});
+        assert_eq!(
+            route_for(&sub, &widget).as_deref(),
+            Some("/widgets"),
+            "first match wins"
+        );
+        assert_eq!(route_for(&sub, &big).as_deref(), Some("/big"));
+        assert_eq!(route_for(&sub, &small).as_deref(), Some("/other"));
     }
 }
