@@ -49,6 +49,28 @@ impl HttpApp {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<AppReply, String> {
+        self.call_with_headers(
+            method,
+            path,
+            content_type,
+            body,
+            &std::collections::HashMap::new(),
+        )
+        .await
+    }
+
+    /// Like [`HttpApp::call`], adding `headers` (invalid names or values are skipped).
+    ///
+    /// # Errors
+    /// As for [`HttpApp::call`].
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &std::collections::HashMap<String, String>,
+    ) -> Result<AppReply, String> {
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {
@@ -60,6 +82,14 @@ impl HttpApp {
             .header(http::header::CONTENT_TYPE, content_type);
         if let Some(token) = &self.token {
             request = request.header("dapr-api-token", token);
+        }
+        for (name, value) in headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(name.as_str()),
+                http::HeaderValue::try_from(value.as_str()),
+            ) {
+                request = request.header(name, value);
+            }
         }
         let request = request
             .body(Full::new(Bytes::from(body)))

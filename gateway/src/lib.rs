@@ -86,6 +86,19 @@ fn start_subscriptions(
         return;
     };
     let app = app_channel::HttpApp::new(port, config.app_api_token.clone());
+    for binding in runtime.registry.of_block(resources::Block::Bindings) {
+        if binding
+            .services
+            .iter()
+            .any(|s| s == "dapr.proto.components.v1.InputBinding")
+        {
+            tracker.spawn(runtime::input::deliver(
+                Arc::clone(binding),
+                app.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
     let (registry, app_id, inner) = (
         Arc::clone(&runtime.registry),
         config.app_id.clone(),

@@ -55,7 +55,21 @@ async fn app(seen: Seen) -> u16 {
         .route("/orders", post(orders))
         .route("/drops", post(|| async { axum::http::StatusCode::NOT_FOUND }))
         .route("/poison", post(record("poison", seen.clone())))
-        .route("/declared", post(record("declared", seen.clone())));
+        .route("/declared", post(record("declared", seen.clone())))
+        .route(
+            "/ticks",
+            axum::routing::options(|| async { axum::http::StatusCode::OK }).post({
+                let seen = seen.clone();
+                move |headers: axum::http::HeaderMap| {
+                    let seen = seen.clone();
+                    async move {
+                        let at = headers.get("readTimeUTC").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                        seen.lock().unwrap().push(("ticks".into(), serde_json::Value::String(at)));
+                        "ok"
+                    }
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -71,7 +85,7 @@ async fn events_reach_the_app_at_least_once() {
     std::fs::write(
         dir.path().join("resources/pubsub.yaml"),
         format!(
-            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: redeliveryDelay, value: 50ms}}\n  - {{name: pollInterval, value: 20ms}}\n---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: declared}}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {{default: /declared}}\n",
+            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: redeliveryDelay, value: 50ms}}\n  - {{name: pollInterval, value: 20ms}}\n---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: declared}}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {{default: /declared}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 200ms\"}}\n  - {{name: route, value: /ticks}}\n",
             db.display()
         ),
     )
@@ -116,7 +130,10 @@ async fn events_reach_the_app_at_least_once() {
     let done = || {
         let seen = seen.lock().unwrap();
         let count = |route: &str| seen.iter().filter(|(r, _)| r == route).count();
-        count("orders") >= 6 && count("poison") >= 1 && count("declared") >= 1
+        count("orders") >= 6
+            && count("poison") >= 1
+            && count("declared") >= 1
+            && count("ticks") >= 2
     };
     for _ in 0..300 {
         if done() {
@@ -147,6 +164,11 @@ async fn events_reach_the_app_at_least_once() {
         poison["data"],
         serde_json::json!({"bad": true}),
         "404 sends the event to the dead-letter topic"
+    );
+    let tick = &seen.iter().find(|(r, _)| r == "ticks").unwrap().1;
+    assert!(
+        tick.as_str().is_some_and(|t| !t.is_empty()),
+        "cron events carry their metadata as headers: {tick}"
     );
     stop.cancel();
 }

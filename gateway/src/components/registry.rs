@@ -145,6 +145,11 @@ impl Component {
         pb::output_binding_client::OutputBindingClient::new(self.intercepted())
     }
 
+    /// Input binding client.
+    pub fn input_binding(&self) -> pb::input_binding_client::InputBindingClient<Intercepted> {
+        pb::input_binding_client::InputBindingClient::new(self.intercepted())
+    }
+
     /// Pub/sub client.
     pub fn pubsub(&self) -> pb::pub_sub_client::PubSubClient<Intercepted> {
         pb::pub_sub_client::PubSubClient::new(self.intercepted())
