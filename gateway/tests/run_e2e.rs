@@ -22,7 +22,32 @@ async fn run_with_an_api_token() {
     run_app(Some("run-token")).await;
 }
 
+/// A subscriber built with the SDK's FastAPI extension receives, retries and
+/// dead-letters events published through the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_delivers_events_to_a_python_subscriber() {
+    run_script(
+        "subscriber_app.py",
+        "subscriber app checks passed",
+        &[],
+        None,
+    )
+    .await;
+}
+
 async fn run_app(token: Option<&str>) {
+    run_script("run_app.py", "outrigger run app checks passed", &[], token).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn run_script(name: &str, success: &str, extra: &[&str], token: Option<&str>) {
     let local = outrigger().with_file_name("outrigger-local");
     assert!(
         local.is_file(),
@@ -33,7 +58,8 @@ async fn run_app(token: Option<&str>) {
         .expect("OUTRIGGER_PYTHON is not set: run `bash scripts/test.sh`, which installs the Dapr SDK venv and sets it");
     let data = tempfile::tempdir().unwrap();
     let runtime_dir = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/run_app.py");
+    let script = format!("{}/tests/python/{name}", env!("CARGO_MANIFEST_DIR"));
+    let app_port = free_port().to_string();
     let output = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new(outrigger())
@@ -43,12 +69,15 @@ async fn run_app(token: Option<&str>) {
                 "e2e-app",
                 "--log-level",
                 "warn",
-                "--data-dir",
+                "--app-port",
+                &app_port,
             ])
+            .args(extra)
+            .arg("--data-dir")
             .arg(data.path())
             .arg("--")
             .arg(&python)
-            .arg(script)
+            .arg(&script)
             .env("XDG_RUNTIME_DIR", runtime_dir.path())
             .env_remove("DAPR_HTTP_PORT")
             .env_remove("DAPR_GRPC_PORT")
@@ -66,10 +95,7 @@ async fn run_app(token: Option<&str>) {
         "outrigger run failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
-    assert!(
-        stdout.contains("outrigger run app checks passed"),
-        "{stdout}\n{stderr}"
-    );
+    assert!(stdout.contains(success), "{stdout}\n{stderr}");
 
     // The shared SQLite file is in the data folder; the run folder is gone.
     assert!(data.path().join("outrigger.db").is_file());

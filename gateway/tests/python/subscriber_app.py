@@ -1,0 +1,70 @@
+"""A subscriber app built with the official SDK (`dapr.ext.fastapi`), started
+by `outrigger run --app-port`. It publishes through the gateway with
+DaprClient and checks what the gateway delivers back: a RETRY answer is
+followed by a redelivery, a DROP answer sends the event to the dead-letter
+topic, and `/dapr/subscribe` is what the gateway used."""
+
+import json
+import os
+import threading
+import time
+
+import uvicorn
+from dapr.clients import DaprClient
+from dapr.ext.fastapi import DaprApp
+from fastapi import FastAPI
+
+app = FastAPI()
+dapr_app = DaprApp(app)
+seen = {"orders": [], "bad": [], "poison": []}
+lock = threading.Lock()
+
+
+@dapr_app.subscribe(pubsub="pubsub", topic="orders")
+def orders(event: dict):
+    with lock:
+        seen["orders"].append(event)
+        first = len(seen["orders"]) == 1
+    return {"status": "RETRY" if first else "SUCCESS"}
+
+
+@dapr_app.subscribe(pubsub="pubsub", topic="bad", dead_letter_topic="poison")
+def bad(event: dict):
+    with lock:
+        seen["bad"].append(event)
+    return {"status": "DROP"}
+
+
+@dapr_app.subscribe(pubsub="pubsub", topic="poison")
+def poison(event: dict):
+    with lock:
+        seen["poison"].append(event)
+    return {"status": "SUCCESS"}
+
+
+port = int(os.environ["APP_PORT"])
+server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+threading.Thread(target=server.run, daemon=True).start()
+
+with DaprClient() as d:
+    # The gateway subscribes once the app answers /dapr/subscribe.
+    time.sleep(1.5)
+    d.publish_event("pubsub", "orders", json.dumps({"order": 1}), data_content_type="application/json")
+    d.publish_event("pubsub", "bad", json.dumps({"bad": True}), data_content_type="application/json")
+
+deadline = time.time() + 30
+while time.time() < deadline:
+    with lock:
+        if len(seen["orders"]) >= 2 and seen["poison"]:
+            break
+    time.sleep(0.1)
+
+with lock:
+    assert len(seen["orders"]) >= 2, f"RETRY must be redelivered: {seen['orders']}"
+    assert seen["orders"][0]["data"] == {"order": 1}, seen["orders"][0]
+    assert seen["orders"][0]["topic"] == "orders" and seen["orders"][0]["source"] == "e2e-app"
+    assert seen["orders"][0]["id"] == seen["orders"][1]["id"], "a redelivery is the same event"
+    assert len(seen["bad"]) == 1, seen["bad"]
+    assert seen["poison"] and seen["poison"][0]["data"] == {"bad": True}, seen["poison"]
+server.should_exit = True
+print("subscriber app checks passed")
