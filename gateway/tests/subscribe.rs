@@ -56,6 +56,7 @@ async fn app(seen: Seen) -> u16 {
         .route("/drops", post(|| async { axum::http::StatusCode::NOT_FOUND }))
         .route("/poison", post(record("poison", seen.clone())))
         .route("/declared", post(record("declared", seen.clone())))
+        .route("/raw", post(record("raw", seen.clone())))
         .route(
             "/ticks",
             axum::routing::options(|| async { axum::http::StatusCode::OK }).post({
@@ -85,7 +86,7 @@ async fn events_reach_the_app_at_least_once() {
     std::fs::write(
         dir.path().join("resources/pubsub.yaml"),
         format!(
-            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: redeliveryDelay, value: 50ms}}\n  - {{name: pollInterval, value: 20ms}}\n---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: declared}}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {{default: /declared}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 200ms\"}}\n  - {{name: route, value: /ticks}}\n",
+            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: redeliveryDelay, value: 50ms}}\n  - {{name: pollInterval, value: 20ms}}\n---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: declared}}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {{default: /declared}}\n---\napiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata: {{name: raw}}\nspec:\n  pubsubname: pubsub\n  topic: raw\n  route: /raw\n  metadata: {{rawPayload: \"true\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 200ms\"}}\n  - {{name: route, value: /ticks}}\n",
             db.display()
         ),
     )
@@ -126,6 +127,12 @@ async fn events_reach_the_app_at_least_once() {
     }
     publish("drops", "{\"bad\":true}").await;
     publish("declared", "{\"d\":1}").await;
+    let raw = Message {
+        data: b"\x00raw bytes".to_vec(),
+        metadata: HashMap::from([("rawPayload".to_owned(), "true".to_owned())]),
+        ..Default::default()
+    };
+    rt.pubsub.publish("pubsub", "raw", raw).await.unwrap();
 
     let done = || {
         let seen = seen.lock().unwrap();
@@ -134,6 +141,7 @@ async fn events_reach_the_app_at_least_once() {
             && count("poison") >= 1
             && count("declared") >= 1
             && count("ticks") >= 2
+            && count("raw") >= 1
     };
     for _ in 0..300 {
         if done() {
@@ -165,6 +173,12 @@ async fn events_reach_the_app_at_least_once() {
         serde_json::json!({"bad": true}),
         "404 sends the event to the dead-letter topic"
     );
+    let raw = &seen.iter().find(|(r, _)| r == "raw").unwrap().1;
+    assert_eq!(
+        raw["data_base64"], "AHJhdyBieXRlcw==",
+        "raw payloads arrive wrapped: {raw}"
+    );
+    assert_eq!(raw["datacontenttype"], "application/octet-stream");
     let tick = &seen.iter().find(|(r, _)| r == "ticks").unwrap().1;
     assert!(
         tick.as_str().is_some_and(|t| !t.is_empty()),

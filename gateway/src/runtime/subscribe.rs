@@ -297,23 +297,26 @@ async fn handle(
     component: &crate::components::Component,
     m: &pb::PullMessagesResponse,
 ) -> Result<(), String> {
-    if expired(&m.data) {
+    let raw = sub
+        .metadata
+        .get("rawPayload")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let body = if raw {
+        wrap_raw(sub, &m.data)?
+    } else {
+        m.data.clone()
+    };
+    if expired(&body) {
         tracing::debug!(topic = %sub.topic, "dropping an expired event");
         return Ok(());
     }
-    let event: serde_json::Value =
-        serde_json::from_slice(&m.data).unwrap_or(serde_json::Value::Null);
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let Some(route) = route_for(sub, &event) else {
         tracing::debug!(topic = %sub.topic, "no route matches the event; dropping it");
         return Ok(());
     };
     let reply = app
-        .call(
-            "POST",
-            &route,
-            "application/cloudevents+json",
-            m.data.clone(),
-        )
+        .call("POST", &route, "application/cloudevents+json", body.clone())
         .await?;
     match verdict(reply.status, &reply.body) {
         Verdict::Success => Ok(()),
@@ -337,6 +340,26 @@ async fn handle(
             Ok(())
         }
     }
+}
+
+/// A raw-payload message, wrapped in a CloudEvent as daprd does: random id,
+/// `application/octet-stream`, the bytes in `data_base64`.
+fn wrap_raw(sub: &Subscription, data: &[u8]) -> Result<Vec<u8>, String> {
+    use cloudevents::{EventBuilder, EventBuilderV10};
+    let mut event = EventBuilderV10::new()
+        .id(uuid::Uuid::new_v4().to_string())
+        .source(sub.pubsub.clone())
+        .ty("com.dapr.event.sent")
+        .data(
+            "application/octet-stream",
+            cloudevents::Data::Binary(data.to_vec()),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+    cloudevents::AttributesWriter::set_source(&mut event, sub.pubsub.clone());
+    event.set_extension("topic", sub.topic.clone());
+    event.set_extension("pubsubname", sub.pubsub.clone());
+    serde_json::to_vec(&event).map_err(|e| e.to_string())
 }
 
 fn expired(data: &[u8]) -> bool {
