@@ -1,4 +1,5 @@
-//! Calling the app over HTTP: subscription discovery and event delivery.
+//! Calling the app, over HTTP ([`HttpApp`]) or gRPC ([`GrpcApp`], the
+//! `AppCallback` service): subscription discovery and event delivery.
 
 use std::time::Duration;
 
@@ -107,4 +108,57 @@ impl HttpApp {
             .unwrap_or_default();
         Ok(AppReply { status, body })
     }
+}
+
+/// A gRPC app serving `dapr.proto.runtime.v1.AppCallback` on `127.0.0.1:<port>`.
+#[derive(Debug, Clone)]
+pub struct GrpcApp {
+    channel: tonic::transport::Channel,
+    token: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+impl GrpcApp {
+    /// The app on `port` (connected lazily); `token` is sent as `dapr-api-token`.
+    ///
+    /// # Errors
+    /// An unusable token value.
+    pub fn new(port: u16, token: Option<String>) -> Result<Self, String> {
+        let channel = tonic::transport::Endpoint::try_from(format!("http://127.0.0.1:{port}"))
+            .map_err(|e| e.to_string())?
+            .timeout(APP_TIMEOUT)
+            .connect_lazy();
+        let token = token
+            .map(|t| tonic::metadata::AsciiMetadataValue::try_from(t.as_str()))
+            .transpose()
+            .map_err(|_| "APP_API_TOKEN is not a valid header value".to_owned())?;
+        Ok(Self { channel, token })
+    }
+
+    /// A request carrying the app token.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("dapr-api-token", token.clone());
+        }
+        request
+    }
+
+    /// The `AppCallback` client.
+    pub fn client(
+        &self,
+    ) -> outrigger_proto::runtime::app_callback_client::AppCallbackClient<tonic::transport::Channel>
+    {
+        outrigger_proto::runtime::app_callback_client::AppCallbackClient::new(self.channel.clone())
+    }
+}
+
+/// The app, whichever protocol it speaks.
+#[derive(Debug, Clone)]
+pub enum App {
+    /// HTTP app.
+    Http(Box<HttpApp>),
+    /// gRPC app.
+    Grpc(GrpcApp),
 }

@@ -65,8 +65,8 @@ pub enum GatewayError {
     },
 }
 
-/// Ask an HTTP app for its subscriptions (retrying until it answers) and
-/// start delivering them, with the declarative ones.
+/// Ask the app for its subscriptions (retrying until it answers) and start
+/// delivering them, with the declarative ones and the input bindings.
 fn start_subscriptions(
     runtime: &Arc<Runtime>,
     declared: Vec<runtime::subscribe::Subscription>,
@@ -74,29 +74,42 @@ fn start_subscriptions(
     shutdown: CancellationToken,
 ) {
     let config = &runtime.config;
-    let Some(port) = config
-        .app_port
-        .filter(|_| config.app_protocol == config::AppProtocol::Http)
-    else {
+    let Some(port) = config.app_port else {
         if !declared.is_empty() {
             tracing::warn!(
-                "Subscription resources are declared but no HTTP --app-port is set; nothing is delivered"
+                "Subscription resources are declared but no --app-port is set; nothing is delivered"
             );
         }
         return;
     };
-    let app = app_channel::HttpApp::new(port, config.app_api_token.clone());
-    for binding in runtime.registry.of_block(resources::Block::Bindings) {
-        if binding
-            .services
-            .iter()
-            .any(|s| s == "dapr.proto.components.v1.InputBinding")
-        {
-            tracker.spawn(runtime::input::deliver(
-                Arc::clone(binding),
-                app.clone(),
-                shutdown.clone(),
-            ));
+    let app = match config.app_protocol {
+        config::AppProtocol::Http => app_channel::App::Http(Box::new(app_channel::HttpApp::new(
+            port,
+            config.app_api_token.clone(),
+        ))),
+        config::AppProtocol::Grpc => {
+            match app_channel::GrpcApp::new(port, config.app_api_token.clone()) {
+                Ok(app) => app_channel::App::Grpc(app),
+                Err(why) => {
+                    tracing::error!(reason = %why, "cannot call the gRPC app");
+                    return;
+                }
+            }
+        }
+    };
+    if let app_channel::App::Http(http) = &app {
+        for binding in runtime.registry.of_block(resources::Block::Bindings) {
+            if binding
+                .services
+                .iter()
+                .any(|s| s == "dapr.proto.components.v1.InputBinding")
+            {
+                tracker.spawn(runtime::input::deliver(
+                    Arc::clone(binding),
+                    (**http).clone(),
+                    shutdown.clone(),
+                ));
+            }
         }
     }
     let (registry, app_id, inner) = (
@@ -107,25 +120,12 @@ fn start_subscriptions(
     tracker.spawn(async move {
         let mut subscriptions = declared;
         loop {
-            match app
-                .call("GET", "/dapr/subscribe", "application/json", Vec::new())
-                .await
-            {
-                Ok(reply) if reply.status == 404 => break,
-                Ok(reply) if (200..300).contains(&reply.status) => {
-                    match runtime::subscribe::parse_programmatic(&reply.body) {
-                        Ok(found) => subscriptions.extend(found),
-                        Err(why) => {
-                            tracing::error!(reason = %why, "ignoring the app's subscriptions")
-                        }
-                    }
+            match discover_subscriptions(&app).await {
+                Ok(found) => {
+                    subscriptions.extend(found);
                     break;
                 }
-                Ok(reply) => tracing::warn!(
-                    status = reply.status,
-                    "GET /dapr/subscribe failed; retrying"
-                ),
-                Err(why) => tracing::debug!(reason = %why, "app not reachable yet"),
+                Err(why) => tracing::debug!(reason = %why, "app subscriptions not available yet"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -148,6 +148,45 @@ fn start_subscriptions(
             ));
         }
     });
+}
+
+/// The app's own subscriptions: `GET /dapr/subscribe` (404: none) or
+/// `ListTopicSubscriptions` (`UNIMPLEMENTED`: none). `Err` means ask again.
+async fn discover_subscriptions(
+    app: &app_channel::App,
+) -> Result<Vec<runtime::subscribe::Subscription>, String> {
+    match app {
+        app_channel::App::Http(http) => {
+            let reply = http
+                .call("GET", "/dapr/subscribe", "application/json", Vec::new())
+                .await?;
+            match reply.status {
+                404 => Ok(Vec::new()),
+                200..=299 => Ok(runtime::subscribe::parse_programmatic(&reply.body)
+                    .unwrap_or_else(|why| {
+                        tracing::error!(reason = %why, "ignoring the app's subscriptions");
+                        Vec::new()
+                    })),
+                status => Err(format!("GET /dapr/subscribe answered {status}")),
+            }
+        }
+        app_channel::App::Grpc(grpc) => match grpc
+            .client()
+            .list_topic_subscriptions(grpc.request(()))
+            .await
+        {
+            Ok(reply) => Ok(
+                runtime::subscribe::from_grpc(reply.into_inner().subscriptions).unwrap_or_else(
+                    |why| {
+                        tracing::error!(reason = %why, "ignoring the app's subscriptions");
+                        Vec::new()
+                    },
+                ),
+            ),
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Vec::new()),
+            Err(status) => Err(status.message().to_owned()),
+        },
+    }
 }
 
 /// A started gateway.

@@ -35,6 +35,18 @@ async fn run_delivers_events_to_a_python_subscriber() {
     .await;
 }
 
+/// The same with a gRPC subscriber built with `dapr.ext.grpc`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_delivers_events_to_a_python_grpc_subscriber() {
+    run_script(
+        "grpc_subscriber_app.py",
+        "grpc subscriber checks passed",
+        &["--app-protocol", "grpc"],
+        None,
+    )
+    .await;
+}
+
 async fn run_app(token: Option<&str>) {
     run_script("run_app.py", "outrigger run app checks passed", &[], token).await;
 }

@@ -23,7 +23,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app_channel::HttpApp;
+use crate::app_channel::{App, GrpcApp};
 use crate::components::Registry;
 use crate::resources::Block;
 
@@ -81,7 +81,7 @@ struct Wire {
 }
 
 impl Wire {
-    fn into_subscription(self) -> Result<Subscription, String> {
+    fn into_subscription(self, empty_route_ok: bool) -> Result<Subscription, String> {
         let routes = self.routes.unwrap_or_default();
         let at = format!("subscription to {}/{}", self.pubsubname, self.topic);
         let mut rules = Vec::new();
@@ -103,6 +103,11 @@ impl Wire {
             .into_iter()
             .flatten()
             .find(|r| !r.is_empty());
+        let route = if empty_route_ok {
+            Some(route.unwrap_or_default())
+        } else {
+            route
+        };
         if rules.is_empty() && route.is_none() {
             return Err(format!("{at} has no route"));
         }
@@ -141,7 +146,43 @@ pub fn route_for(sub: &Subscription, event: &serde_json::Value) -> Option<String
 pub fn parse_programmatic(body: &[u8]) -> Result<Vec<Subscription>, String> {
     let list: Vec<Wire> = serde_json::from_slice(body)
         .map_err(|e| format!("GET /dapr/subscribe: not a subscription list: {e}"))?;
-    list.into_iter().map(Wire::into_subscription).collect()
+    list.into_iter()
+        .map(|w| w.into_subscription(false))
+        .collect()
+}
+
+/// Subscriptions a gRPC app lists with `ListTopicSubscriptions`; without a
+/// route, events go to the empty path (the app's default handler).
+///
+/// # Errors
+/// A routing rule that is not CEL, or has no path.
+pub fn from_grpc(
+    list: Vec<outrigger_proto::runtime::TopicSubscription>,
+) -> Result<Vec<Subscription>, String> {
+    list.into_iter()
+        .map(|t| {
+            let routes = t.routes.unwrap_or_default();
+            Wire {
+                pubsubname: t.pubsub_name,
+                topic: t.topic,
+                route: String::new(),
+                routes: Some(Routes {
+                    rules: routes
+                        .rules
+                        .into_iter()
+                        .map(|r| Rule {
+                            matches: r.r#match,
+                            path: r.path,
+                        })
+                        .collect(),
+                    default: routes.default,
+                }),
+                metadata: t.metadata,
+                dead_letter_topic: Some(t.dead_letter_topic),
+            }
+            .into_subscription(true)
+        })
+        .collect()
 }
 
 /// Parse a `Subscription` resource's `spec` (v1alpha1 `route` or v2alpha1 `routes`).
@@ -151,7 +192,7 @@ pub fn parse_programmatic(body: &[u8]) -> Result<Vec<Subscription>, String> {
 pub fn parse_declarative(spec: serde_yaml_ng::Value) -> Result<Subscription, String> {
     let wire: Wire =
         serde_yaml_ng::from_value(spec).map_err(|e| format!("Subscription spec: {e}"))?;
-    wire.into_subscription()
+    wire.into_subscription(false)
 }
 
 /// What the app's answer means for the message.
@@ -188,7 +229,7 @@ pub fn verdict(status: u16, body: &[u8]) -> Verdict {
 /// Run `subscription` until `shutdown`.
 pub async fn deliver(
     registry: Arc<Registry>,
-    app: HttpApp,
+    app: App,
     app_id: String,
     subscription: Subscription,
     shutdown: CancellationToken,
@@ -217,7 +258,7 @@ pub async fn deliver(
 
 async fn deliver_once(
     registry: &Arc<Registry>,
-    app: &HttpApp,
+    app: &App,
     app_id: &str,
     sub: &Subscription,
     shutdown: &CancellationToken,
@@ -292,7 +333,7 @@ async fn deliver_once(
 
 /// Deliver one message; `Ok` acks, `Err(reason)` nacks.
 async fn handle(
-    app: &HttpApp,
+    app: &App,
     sub: &Subscription,
     component: &crate::components::Component,
     m: &pb::PullMessagesResponse,
@@ -315,12 +356,18 @@ async fn handle(
         tracing::debug!(topic = %sub.topic, "no route matches the event; dropping it");
         return Ok(());
     };
-    let reply = app
-        .call("POST", &route, "application/cloudevents+json", body.clone())
-        .await?;
-    match verdict(reply.status, &reply.body) {
+    let answer = match app {
+        App::Http(http) => {
+            let reply = http
+                .call("POST", &route, "application/cloudevents+json", body.clone())
+                .await?;
+            verdict(reply.status, &reply.body)
+        }
+        App::Grpc(grpc) => grpc_verdict(grpc, sub, &route, &event).await,
+    };
+    match answer {
         Verdict::Success => Ok(()),
-        Verdict::Retry => Err(format!("the app asked for a retry (HTTP {})", reply.status)),
+        Verdict::Retry => Err("the app asked for a retry".to_owned()),
         Verdict::Drop => {
             if let Some(dlq) = &sub.dead_letter_topic {
                 component
@@ -338,6 +385,59 @@ async fn handle(
                     })?;
             }
             Ok(())
+        }
+    }
+}
+
+/// Deliver to a gRPC app with `OnTopicEvent`. `UNIMPLEMENTED` means the app
+/// has no handler: ack (dropped), as daprd does; any other error retries.
+async fn grpc_verdict(
+    app: &GrpcApp,
+    sub: &Subscription,
+    route: &str,
+    event: &serde_json::Value,
+) -> Verdict {
+    use base64::Engine as _;
+    let text = |k: &str| {
+        event
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let data = match (
+        event.get("data_base64").and_then(|v| v.as_str()),
+        event.get("data"),
+    ) {
+        (Some(b64), _) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default(),
+        (None, Some(serde_json::Value::String(s))) => s.clone().into_bytes(),
+        (None, Some(serde_json::Value::Null) | None) => Vec::new(),
+        (None, Some(other)) => serde_json::to_vec(other).unwrap_or_default(),
+    };
+    let request = outrigger_proto::runtime::TopicEventRequest {
+        id: text("id"),
+        source: text("source"),
+        r#type: text("type"),
+        spec_version: text("specversion"),
+        data_content_type: text("datacontenttype"),
+        data,
+        topic: sub.topic.clone(),
+        pubsub_name: sub.pubsub.clone(),
+        path: route.to_owned(),
+        extensions: None,
+    };
+    match app.client().on_topic_event(app.request(request)).await {
+        Ok(reply) => match reply.into_inner().status {
+            0 => Verdict::Success,
+            2 => Verdict::Drop,
+            _ => Verdict::Retry,
+        },
+        Err(status) if status.code() == tonic::Code::Unimplemented => Verdict::Success,
+        Err(status) => {
+            tracing::debug!(%status, "the gRPC app failed the event; retrying");
+            Verdict::Retry
         }
     }
 }
