@@ -178,8 +178,7 @@ async fn kill_9_the_gateway_mid_stream_loses_nothing() {
         || counts.lock().unwrap().len() == MESSAGES,
     )
     .await;
-    let counts = counts.lock().unwrap();
-    let deliveries: u32 = counts.values().sum();
+    let deliveries: u32 = counts.lock().unwrap().values().sum();
     eprintln!(
         "{MESSAGES} messages, {at_kill} seen before kill -9; {deliveries} deliveries in all: duplicates ratio {:.4}",
         f64::from(deliveries - MESSAGES as u32) / MESSAGES as f64
