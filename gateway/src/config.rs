@@ -32,6 +32,9 @@ pub struct GatewayArgs {
     /// Protocol the app speaks on its port.
     #[arg(long = "app-protocol", value_enum, default_value_t = AppProtocol::Http)]
     pub app_protocol: AppProtocol,
+    /// Most events delivered to the app at once, across subscriptions (-1: no app-wide limit; 64 per subscription still apply).
+    #[arg(long = "app-max-concurrency", default_value_t = -1, allow_negative_numbers = true)]
+    pub app_max_concurrency: i64,
     /// Port of the Dapr HTTP API (0 picks a free one).
     #[arg(
         long = "dapr-http-port",
@@ -89,6 +92,8 @@ pub struct Config {
     pub app_port: Option<u16>,
     /// App protocol.
     pub app_protocol: AppProtocol,
+    /// App-wide delivery limit, if any.
+    pub app_max_concurrency: Option<usize>,
     /// HTTP API port.
     pub http_port: u16,
     /// gRPC API port.
@@ -195,6 +200,12 @@ impl GatewayArgs {
                 ),
             });
         }
+        if self.app_max_concurrency == 0 || self.app_max_concurrency < -1 {
+            return Err(ConfigError::Flag {
+                flag: "--app-max-concurrency",
+                reason: "must be a positive number, or -1 for no limit".into(),
+            });
+        }
         if self.max_body_mb == 0 {
             return Err(ConfigError::Flag {
                 flag: "--max-body-size",
@@ -207,6 +218,9 @@ impl GatewayArgs {
             app_id,
             app_port: self.app_port,
             app_protocol: self.app_protocol,
+            app_max_concurrency: usize::try_from(self.app_max_concurrency)
+                .ok()
+                .filter(|n| *n > 0),
             http_port: self.http_port,
             grpc_port: self.grpc_port,
             listen_address: self.listen_address,

@@ -112,6 +112,9 @@ fn start_subscriptions(
             }
         }
     }
+    let app_limit = config
+        .app_max_concurrency
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     let (registry, app_id, inner) = (
         Arc::clone(&runtime.registry),
         config.app_id.clone(),
@@ -144,6 +147,7 @@ fn start_subscriptions(
                 app,
                 app_id,
                 subscription,
+                app_limit.clone(),
                 stop,
             ));
         }

@@ -138,6 +138,13 @@ async fn invalid_flags_exit_64_naming_the_flag() {
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--app-id"));
     let output = tokio::process::Command::new(outrigger())
+        .args(["--app-max-concurrency", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--app-max-concurrency"));
+    let output = tokio::process::Command::new(outrigger())
         .args(["--resources-path", "/definitely/not/here"])
         .output()
         .await

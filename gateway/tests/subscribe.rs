@@ -107,6 +107,7 @@ async fn events_reach_the_app_at_least_once() {
     let port = app(seen.clone()).await;
     let mut config = support::config(dir.path(), None);
     config.app_port = Some(port);
+    config.app_max_concurrency = Some(4);
     let gateway = outrigger::Gateway::start(config, stop.clone())
         .await
         .unwrap();

@@ -232,11 +232,20 @@ pub async fn deliver(
     app: App,
     app_id: String,
     subscription: Subscription,
+    app_limit: Option<Arc<Semaphore>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let result = deliver_once(&registry, &app, &app_id, &subscription, &shutdown).await;
+        let result = deliver_once(
+            &registry,
+            &app,
+            &app_id,
+            &subscription,
+            app_limit.as_ref(),
+            &shutdown,
+        )
+        .await;
         if shutdown.is_cancelled() {
             return;
         }
@@ -261,6 +270,7 @@ async fn deliver_once(
     app: &App,
     app_id: &str,
     sub: &Subscription,
+    app_limit: Option<&Arc<Semaphore>>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let component = registry
@@ -304,6 +314,14 @@ async fn deliver_once(
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
+        // `--app-max-concurrency` bounds deliveries across all subscriptions.
+        let app_slot = match app_limit {
+            Some(limit) => match Arc::clone(limit).acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_) => break,
+            },
+            None => None,
+        };
         let (app, acks, sub, component, stop) = (
             app.clone(),
             acks.clone(),
@@ -314,6 +332,7 @@ async fn deliver_once(
         tracker.spawn(async move {
             let outcome = handle(&app, &sub, &component, &message).await;
             drop(slot);
+            drop(app_slot);
             // On shutdown nothing is answered, so nothing is acked by mistake.
             if stop.is_cancelled() {
                 return;
