@@ -6,6 +6,7 @@ pub mod input;
 pub mod pubsub;
 pub mod secrets;
 pub mod state;
+pub mod streaming;
 pub mod subscribe;
 
 use std::sync::Arc;

@@ -47,6 +47,18 @@ async fn run_delivers_events_to_a_python_grpc_subscriber() {
     .await;
 }
 
+/// A streaming subscription held by the app (`DaprClient.subscribe`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_a_streaming_subscription() {
+    run_script(
+        "streaming_app.py",
+        "streaming subscription checks passed",
+        &[],
+        None,
+    )
+    .await;
+}
+
 async fn run_app(token: Option<&str>) {
     run_script("run_app.py", "outrigger run app checks passed", &[], token).await;
 }

@@ -321,6 +321,81 @@ impl pb::dapr_server::Dapr for DaprService {
         bulk_publish(&self.rt, request.into_inner()).await
     }
 
+    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeTopicEventsAlpha1"))]
+    async fn subscribe_topic_events_alpha1(
+        &self,
+        request: Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::SubscribeTopicEventsResponseAlpha1>>, Status>
+    {
+        use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as In;
+        use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Out;
+        let mut inbound = request.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::invalid_argument("initial_request: the stream closed before it")
+        })?;
+        let Some(In::InitialRequest(init)) = first.subscribe_topic_events_request_type else {
+            return Err(Status::invalid_argument(
+                "initial_request: the first message must be the initial request",
+            ));
+        };
+        let subscription = crate::runtime::subscribe::Subscription {
+            pubsub: init.pubsub_name,
+            topic: init.topic,
+            rules: Vec::new(),
+            route: None,
+            metadata: init.metadata,
+            dead_letter_topic: init.dead_letter_topic.filter(|t| !t.is_empty()),
+        };
+        let (mut events, answers) = crate::runtime::streaming::open_stream(
+            std::sync::Arc::clone(&self.rt.registry),
+            self.rt.config.app_id.clone(),
+            subscription,
+        )
+        .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let initial = pb::SubscribeTopicEventsResponseAlpha1 {
+            subscribe_topic_events_response_type: Some(Out::InitialResponse(
+                pb::SubscribeTopicEventsResponseInitialAlpha1 {},
+            )),
+        };
+        tx.send(Ok(initial))
+            .await
+            .map_err(|_| Status::cancelled("the subscriber went away"))?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = events.recv() => {
+                        let Some(event) = event else { return };
+                        let out = pb::SubscribeTopicEventsResponseAlpha1 {
+                            subscribe_topic_events_response_type: Some(Out::EventMessage(event)),
+                        };
+                        if tx.send(Ok(out)).await.is_err() {
+                            return;
+                        }
+                    }
+                    message = inbound.message() => {
+                        let Ok(Some(message)) = message else { return };
+                        let Some(In::EventProcessed(done)) = message.subscribe_topic_events_request_type else {
+                            let _ = tx.send(Err(Status::invalid_argument("event_processed: expected after the initial request"))).await;
+                            return;
+                        };
+                        let verdict = match done.status.map(|s| s.status) {
+                            Some(0) | None => crate::runtime::subscribe::Verdict::Success,
+                            Some(2) => crate::runtime::subscribe::Verdict::Drop,
+                            Some(_) => crate::runtime::subscribe::Verdict::Retry,
+                        };
+                        if answers.send((done.id, verdict)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]
     async fn get_secret(
         &self,

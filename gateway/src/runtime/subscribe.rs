@@ -416,6 +416,27 @@ async fn grpc_verdict(
     route: &str,
     event: &serde_json::Value,
 ) -> Verdict {
+    let request = topic_event_request(sub, route, event);
+    match app.client().on_topic_event(app.request(request)).await {
+        Ok(reply) => match reply.into_inner().status {
+            0 => Verdict::Success,
+            2 => Verdict::Drop,
+            _ => Verdict::Retry,
+        },
+        Err(status) if status.code() == tonic::Code::Unimplemented => Verdict::Success,
+        Err(status) => {
+            tracing::debug!(%status, "the gRPC app failed the event; retrying");
+            Verdict::Retry
+        }
+    }
+}
+
+/// A CloudEvent (as JSON) in the shape of the gRPC callback's request.
+pub fn topic_event_request(
+    sub: &Subscription,
+    route: &str,
+    event: &serde_json::Value,
+) -> outrigger_proto::runtime::TopicEventRequest {
     use base64::Engine as _;
     let text = |k: &str| {
         event
@@ -435,7 +456,7 @@ async fn grpc_verdict(
         (None, Some(serde_json::Value::Null) | None) => Vec::new(),
         (None, Some(other)) => serde_json::to_vec(other).unwrap_or_default(),
     };
-    let request = outrigger_proto::runtime::TopicEventRequest {
+    outrigger_proto::runtime::TopicEventRequest {
         id: text("id"),
         source: text("source"),
         r#type: text("type"),
@@ -446,18 +467,6 @@ async fn grpc_verdict(
         pubsub_name: sub.pubsub.clone(),
         path: route.to_owned(),
         extensions: None,
-    };
-    match app.client().on_topic_event(app.request(request)).await {
-        Ok(reply) => match reply.into_inner().status {
-            0 => Verdict::Success,
-            2 => Verdict::Drop,
-            _ => Verdict::Retry,
-        },
-        Err(status) if status.code() == tonic::Code::Unimplemented => Verdict::Success,
-        Err(status) => {
-            tracing::debug!(%status, "the gRPC app failed the event; retrying");
-            Verdict::Retry
-        }
     }
 }
 
