@@ -26,10 +26,19 @@ async fn run_with_an_api_token() {
 /// dead-letters events published through the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_delivers_events_to_a_python_subscriber() {
+    // statestore and pubsub as the default would have them, plus a cron binding.
+    let resources = tempfile::tempdir().unwrap();
+    let db = resources.path().join("shared.db");
+    let yaml = format!(
+        "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n  - {{name: redeliveryDelay, value: 100ms}}\n---\nkind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 1s\"}}\n",
+        db = db.display()
+    );
+    std::fs::write(resources.path().join("components.yaml"), yaml).unwrap();
+    let path = resources.path().display().to_string();
     run_script(
         "subscriber_app.py",
         "subscriber app checks passed",
-        &[],
+        &["--resources-path", &path],
         None,
     )
     .await;
@@ -122,7 +131,7 @@ async fn run_script(name: &str, success: &str, extra: &[&str], token: Option<&st
     assert!(stdout.contains(success), "{stdout}\n{stderr}");
 
     // The shared SQLite file is in the data folder; the run folder is gone.
-    assert!(data.path().join("outrigger.db").is_file());
+    assert!(extra.contains(&"--resources-path") || data.path().join("outrigger.db").is_file());
     let leftovers: Vec<_> = std::fs::read_dir(runtime_dir.path().join("outrigger"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 app = FastAPI()
 dapr_app = DaprApp(app)
-seen = {"orders": [], "bad": [], "poison": []}
+seen = {"orders": [], "bad": [], "poison": [], "clock": []}
 lock = threading.Lock()
 
 
@@ -42,6 +42,14 @@ def poison(event: dict):
     return {"status": "SUCCESS"}
 
 
+@app.post("/clock")
+def clock():
+    # The cron input binding (route /clock) fires into the app.
+    with lock:
+        seen["clock"].append(time.time())
+    return {}
+
+
 port = int(os.environ["APP_PORT"])
 server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
 threading.Thread(target=server.run, daemon=True).start()
@@ -55,7 +63,7 @@ with DaprClient() as d:
 deadline = time.time() + 30
 while time.time() < deadline:
     with lock:
-        if len(seen["orders"]) >= 2 and seen["poison"]:
+        if len(seen["orders"]) >= 2 and seen["poison"] and len(seen["clock"]) >= 2:
             break
     time.sleep(0.1)
 
@@ -66,5 +74,6 @@ with lock:
     assert seen["orders"][0]["id"] == seen["orders"][1]["id"], "a redelivery is the same event"
     assert len(seen["bad"]) == 1, seen["bad"]
     assert seen["poison"] and seen["poison"][0]["data"] == {"bad": True}, seen["poison"]
+    assert len(seen["clock"]) >= 2, f"the cron binding fired {len(seen['clock'])} times"
 server.should_exit = True
 print("subscriber app checks passed")
