@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod launcher;
 pub mod metrics;
+pub mod resiliency;
 pub mod resources;
 pub mod runtime;
 
@@ -70,6 +71,7 @@ pub enum GatewayError {
 fn start_subscriptions(
     runtime: &Arc<Runtime>,
     declared: Vec<runtime::subscribe::Subscription>,
+    resiliency: &resiliency::Resiliency,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -115,6 +117,7 @@ fn start_subscriptions(
     let app_limit = config
         .app_max_concurrency
         .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let inbound = resiliency.inbound.clone();
     let (registry, app_id, inner) = (
         Arc::clone(&runtime.registry),
         config.app_id.clone(),
@@ -146,6 +149,7 @@ fn start_subscriptions(
                 registry,
                 app,
                 app_id,
+                inbound.get(&subscription.pubsub).cloned(),
                 subscription,
                 app_limit.clone(),
                 stop,
@@ -324,7 +328,13 @@ impl Gateway {
             })?;
             declared.push(subscription);
         }
-        start_subscriptions(&runtime, declared, &tracker, shutdown.clone());
+        start_subscriptions(
+            &runtime,
+            declared,
+            &resources.resiliency,
+            &tracker,
+            shutdown.clone(),
+        );
 
         runtime.outbound_ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");

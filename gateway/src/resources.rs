@@ -89,6 +89,8 @@ pub struct Resources {
     pub components: Vec<ComponentSpec>,
     /// `Subscription` specs that apply to this app, with their files.
     pub subscriptions: Vec<(PathBuf, serde_yaml_ng::Value)>,
+    /// `Resiliency` policies that apply to this app.
+    pub resiliency: crate::resiliency::Resiliency,
 }
 
 /// A resource that cannot be loaded; always names the file.
@@ -220,6 +222,7 @@ pub fn load(
             path: file.clone(),
             source,
         })?;
+        crate::resiliency::add_file(&mut resources.resiliency, &file, &text, app_id)?;
         for (scopes, spec) in parse_subscriptions(&file, &text)? {
             if scopes.is_empty() || scopes.iter().any(|s| s == app_id) {
                 resources.subscriptions.push((file.clone(), spec));

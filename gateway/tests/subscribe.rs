@@ -48,7 +48,9 @@ async fn app(seen: Seen) -> u16 {
                 Json(serde_json::json!([
                     {"pubsubname": "pubsub", "topic": "orders", "route": "/orders"},
                     {"pubsubname": "pubsub", "topic": "drops", "routes": {"default": "/drops"}, "deadLetterTopic": "poison"},
-                    {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"}
+                    {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
+                    {"pubsubname": "pubsub", "topic": "flaky", "route": "/flaky", "deadLetterTopic": "flaky-dlq"},
+                    {"pubsubname": "pubsub", "topic": "flaky-dlq", "route": "/flaky-dlq"}
                 ]))
             }),
         )
@@ -57,6 +59,20 @@ async fn app(seen: Seen) -> u16 {
         .route("/poison", post(record("poison", seen.clone())))
         .route("/declared", post(record("declared", seen.clone())))
         .route("/raw", post(record("raw", seen.clone())))
+        .route("/flaky-dlq", post(record("flaky-dlq", seen.clone())))
+        .route(
+            "/flaky",
+            post({
+                let seen = seen.clone();
+                move |Json(event): Json<serde_json::Value>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().unwrap().push(("flaky".into(), event));
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                }
+            }),
+        )
         .route(
             "/ticks",
             axum::routing::options(|| async { axum::http::StatusCode::OK }).post({
@@ -86,7 +102,7 @@ async fn events_reach_the_app_at_least_once() {
     std::fs::write(
         dir.path().join("resources/pubsub.yaml"),
         format!(
-            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: redeliveryDelay, value: 50ms}}\n  - {{name: pollInterval, value: 20ms}}\n---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: declared}}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {{default: /declared}}\n---\napiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata: {{name: raw}}\nspec:\n  pubsubname: pubsub\n  topic: raw\n  route: /raw\n  metadata: {{rawPayload: \"true\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 200ms\"}}\n  - {{name: route, value: /ticks}}\n",
+            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: redeliveryDelay, value: 50ms}}\n  - {{name: pollInterval, value: 20ms}}\n---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: declared}}\nspec:\n  pubsubname: pubsub\n  topic: declared\n  routes: {{default: /declared}}\n---\napiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata: {{name: raw}}\nspec:\n  pubsubname: pubsub\n  topic: raw\n  route: /raw\n  metadata: {{rawPayload: \"true\"}}\n---\nkind: Resiliency\nmetadata: {{name: retries}}\nspec:\n  policies:\n    retries:\n      twice: {{policy: constant, duration: 10ms, maxRetries: 2}}\n  targets:\n    components:\n      pubsub:\n        inbound: {{retry: twice}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 200ms\"}}\n  - {{name: route, value: /ticks}}\n",
             db.display()
         ),
     )
@@ -128,6 +144,7 @@ async fn events_reach_the_app_at_least_once() {
     }
     publish("drops", "{\"bad\":true}").await;
     publish("declared", "{\"d\":1}").await;
+    publish("flaky", "{\"f\":1}").await;
     let raw = Message {
         data: b"\x00raw bytes".to_vec(),
         metadata: HashMap::from([("rawPayload".to_owned(), "true".to_owned())]),
@@ -143,6 +160,7 @@ async fn events_reach_the_app_at_least_once() {
             && count("declared") >= 1
             && count("ticks") >= 2
             && count("raw") >= 1
+            && count("flaky-dlq") >= 1
     };
     for _ in 0..300 {
         if done() {
@@ -173,6 +191,11 @@ async fn events_reach_the_app_at_least_once() {
         poison["data"],
         serde_json::json!({"bad": true}),
         "404 sends the event to the dead-letter topic"
+    );
+    let flaky = seen.iter().filter(|(r, _)| r == "flaky").count();
+    assert_eq!(
+        flaky, 3,
+        "maxRetries: 2 means three attempts, then the dead-letter topic"
     );
     let raw = &seen.iter().find(|(r, _)| r == "raw").unwrap().1;
     assert_eq!(

@@ -231,6 +231,7 @@ pub async fn deliver(
     registry: Arc<Registry>,
     app: App,
     app_id: String,
+    retry: Option<crate::resiliency::RetryPolicy>,
     subscription: Subscription,
     app_limit: Option<Arc<Semaphore>>,
     shutdown: CancellationToken,
@@ -242,6 +243,7 @@ pub async fn deliver(
             &app,
             &app_id,
             &subscription,
+            retry.as_ref(),
             app_limit.as_ref(),
             &shutdown,
         )
@@ -270,6 +272,7 @@ async fn deliver_once(
     app: &App,
     app_id: &str,
     sub: &Subscription,
+    retry: Option<&crate::resiliency::RetryPolicy>,
     app_limit: Option<&Arc<Semaphore>>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
@@ -322,6 +325,7 @@ async fn deliver_once(
             },
             None => None,
         };
+        let retry = retry.cloned();
         let (app, acks, sub, component, stop) = (
             app.clone(),
             acks.clone(),
@@ -330,7 +334,7 @@ async fn deliver_once(
             shutdown.clone(),
         );
         tracker.spawn(async move {
-            let outcome = handle(&app, &sub, &component, &message).await;
+            let outcome = handle(&app, &sub, retry.as_ref(), &component, &message).await;
             drop(slot);
             drop(app_slot);
             // On shutdown nothing is answered, so nothing is acked by mistake.
@@ -354,6 +358,7 @@ async fn deliver_once(
 async fn handle(
     app: &App,
     sub: &Subscription,
+    retry: Option<&crate::resiliency::RetryPolicy>,
     component: &crate::components::Component,
     m: &pb::PullMessagesResponse,
 ) -> Result<(), String> {
@@ -375,14 +380,36 @@ async fn handle(
         tracing::debug!(topic = %sub.topic, "no route matches the event; dropping it");
         return Ok(());
     };
-    let answer = match app {
-        App::Http(http) => {
-            let reply = http
+    // With an inbound retry policy (Resiliency), the gateway retries the app
+    // itself; once retries run out the event goes to the dead-letter topic,
+    // or back to the component when there is none.
+    let mut attempt = 0u32;
+    let answer = loop {
+        let answer = match app {
+            App::Http(http) => match http
                 .call("POST", &route, "application/cloudevents+json", body.clone())
-                .await?;
-            verdict(reply.status, &reply.body)
+                .await
+            {
+                Ok(reply) => verdict(reply.status, &reply.body),
+                Err(why) => {
+                    tracing::debug!(reason = %why, "delivery to the app failed");
+                    Verdict::Retry
+                }
+            },
+            App::Grpc(grpc) => grpc_verdict(grpc, sub, &route, &event).await,
+        };
+        let Some(policy) = retry.filter(|_| answer == Verdict::Retry) else {
+            break answer;
+        };
+        attempt += 1;
+        if policy.max_retries.is_some_and(|max| attempt > max) {
+            break if sub.dead_letter_topic.is_some() {
+                Verdict::Drop
+            } else {
+                Verdict::Retry
+            };
         }
-        App::Grpc(grpc) => grpc_verdict(grpc, sub, &route, &event).await,
+        tokio::time::sleep(policy.wait(attempt)).await;
     };
     match answer {
         Verdict::Success => Ok(()),
