@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 app = FastAPI()
 dapr_app = DaprApp(app)
-seen = {"orders": [], "bad": [], "poison": [], "clock": []}
+seen = {"orders": [], "bad": [], "poison": [], "clock": [], "bulk": []}
 lock = threading.Lock()
 
 
@@ -42,6 +42,13 @@ def poison(event: dict):
     return {"status": "SUCCESS"}
 
 
+@dapr_app.subscribe(pubsub="pubsub", topic="bulk")
+def bulk(event: dict):
+    with lock:
+        seen["bulk"].append(event)
+    return {"status": "SUCCESS"}
+
+
 @app.post("/clock")
 def clock():
     # The cron input binding (route /clock) fires into the app.
@@ -59,11 +66,13 @@ with DaprClient() as d:
     time.sleep(1.5)
     d.publish_event("pubsub", "orders", json.dumps({"order": 1}), data_content_type="application/json")
     d.publish_event("pubsub", "bad", json.dumps({"bad": True}), data_content_type="application/json")
+    reply = d.publish_events("pubsub", "bulk", [json.dumps({"b": i}) for i in range(3)], data_content_type="application/json")
+    assert not reply.failed_entries, reply.failed_entries
 
 deadline = time.time() + 30
 while time.time() < deadline:
     with lock:
-        if len(seen["orders"]) >= 2 and seen["poison"] and len(seen["clock"]) >= 2:
+        if len(seen["orders"]) >= 2 and seen["poison"] and len(seen["clock"]) >= 2 and len(seen["bulk"]) >= 3:
             break
     time.sleep(0.1)
 
@@ -74,6 +83,7 @@ with lock:
     assert seen["orders"][0]["id"] == seen["orders"][1]["id"], "a redelivery is the same event"
     assert len(seen["bad"]) == 1, seen["bad"]
     assert seen["poison"] and seen["poison"][0]["data"] == {"bad": True}, seen["poison"]
+    assert sorted(e["data"]["b"] for e in seen["bulk"]) == [0, 1, 2], seen["bulk"]
     assert len(seen["clock"]) >= 2, f"the cron binding fired {len(seen['clock'])} times"
 server.should_exit = True
 print("subscriber app checks passed")
