@@ -99,16 +99,26 @@ fn start_subscriptions(
             }
         }
     };
-    if let app_channel::App::Http(http) = &app {
-        for binding in runtime.registry.of_block(resources::Block::Bindings) {
-            if binding
-                .services
-                .iter()
-                .any(|s| s == "dapr.proto.components.v1.InputBinding")
-            {
+    for binding in runtime.registry.of_block(resources::Block::Bindings) {
+        if !binding
+            .services
+            .iter()
+            .any(|s| s == "dapr.proto.components.v1.InputBinding")
+        {
+            continue;
+        }
+        match &app {
+            app_channel::App::Http(http) => {
                 tracker.spawn(runtime::input::deliver(
                     Arc::clone(binding),
                     (**http).clone(),
+                    shutdown.clone(),
+                ));
+            }
+            app_channel::App::Grpc(grpc) => {
+                tracker.spawn(runtime::input::deliver_grpc(
+                    Arc::clone(binding),
+                    grpc.clone(),
                     shutdown.clone(),
                 ));
             }

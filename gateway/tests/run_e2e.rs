@@ -26,14 +26,7 @@ async fn run_with_an_api_token() {
 /// dead-letters events published through the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_delivers_events_to_a_python_subscriber() {
-    // statestore and pubsub as the default would have them, plus a cron binding.
-    let resources = tempfile::tempdir().unwrap();
-    let db = resources.path().join("shared.db");
-    let yaml = format!(
-        "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n  - {{name: redeliveryDelay, value: 100ms}}\n---\nkind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 1s\"}}\n",
-        db = db.display()
-    );
-    std::fs::write(resources.path().join("components.yaml"), yaml).unwrap();
+    let resources = resources_with_cron();
     let path = resources.path().display().to_string();
     run_script(
         "subscriber_app.py",
@@ -44,13 +37,28 @@ async fn run_delivers_events_to_a_python_subscriber() {
     .await;
 }
 
+/// statestore and pubsub as the default would have them, plus a cron binding `clock`.
+fn resources_with_cron() -> tempfile::TempDir {
+    let resources = tempfile::tempdir().unwrap();
+    let db = resources.path().join("shared.db");
+    let yaml = format!(
+        "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n  - {{name: redeliveryDelay, value: 100ms}}\n---\nkind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 1s\"}}\n",
+        db = db.display()
+    );
+    std::fs::write(resources.path().join("components.yaml"), yaml).unwrap();
+    resources
+}
+
 /// The same with a gRPC subscriber built with `dapr.ext.grpc`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_delivers_events_to_a_python_grpc_subscriber() {
+    let resources = resources_with_cron();
+    let path = resources.path().display().to_string();
+    let args = ["--app-protocol", "grpc", "--resources-path", &path];
     run_script(
         "grpc_subscriber_app.py",
         "grpc subscriber checks passed",
-        &["--app-protocol", "grpc"],
+        &args,
         None,
     )
     .await;

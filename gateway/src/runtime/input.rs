@@ -13,7 +13,7 @@ use outrigger_proto::components as pb;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::app_channel::HttpApp;
+use crate::app_channel::{App, GrpcApp, HttpApp};
 use crate::components::Component;
 use crate::resources::MetadataValue;
 
@@ -53,9 +53,36 @@ pub async fn deliver(binding: Arc<Component>, app: HttpApp, shutdown: Cancellati
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
+    read_loop(&binding, &App::Http(Box::new(app)), &route, &shutdown).await;
+}
+
+/// Deliver `binding`'s events to a gRPC app (`OnBindingEvent`) when the app
+/// lists it in `ListInputBindings`.
+pub async fn deliver_grpc(binding: Arc<Component>, app: GrpcApp, shutdown: CancellationToken) {
+    loop {
+        match app.client().list_input_bindings(app.request(())).await {
+            Ok(list) => {
+                if !list.into_inner().bindings.contains(&binding.spec.name) {
+                    tracing::info!(binding = %binding.spec.name, "the gRPC app does not list this input binding");
+                    return;
+                }
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => return,
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    read_loop(&binding, &App::Grpc(app), "", &shutdown).await;
+}
+
+async fn read_loop(binding: &Component, app: &App, route: &str, shutdown: &CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        if let Err(why) = read_once(&binding, &app, &route, &shutdown).await {
+        if let Err(why) = read_once(binding, app, route, shutdown).await {
             tracing::warn!(binding = %binding.spec.name, reason = %why, "input binding stream failed; retrying");
         }
         tokio::select! {
@@ -68,7 +95,7 @@ pub async fn deliver(binding: Arc<Component>, app: HttpApp, shutdown: Cancellati
 
 async fn read_once(
     binding: &Component,
-    app: &HttpApp,
+    app: &App,
     route: &str,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
@@ -95,25 +122,37 @@ async fn read_once(
         } else {
             event.content_type.clone()
         };
-        let answer = match app
-            .call_with_headers("POST", route, &content_type, event.data, &event.metadata)
-            .await
-        {
-            Ok(reply) if (200..300).contains(&reply.status) => pb::ReadRequest {
-                response_data: reply.body,
+        let reply = match app {
+            App::Http(http) => match http
+                .call_with_headers("POST", route, &content_type, event.data, &event.metadata)
+                .await
+            {
+                Ok(reply) if (200..300).contains(&reply.status) => Ok(reply.body),
+                Ok(reply) => Err(format!("the app answered HTTP {}", reply.status)),
+                Err(why) => Err(why),
+            },
+            App::Grpc(grpc) => {
+                let request = outrigger_proto::runtime::BindingEventRequest {
+                    name: binding.spec.name.clone(),
+                    data: event.data,
+                    metadata: event.metadata,
+                };
+                grpc.client()
+                    .on_binding_event(grpc.request(request))
+                    .await
+                    .map(|r| r.into_inner().data)
+                    .map_err(|s| format!("OnBindingEvent: {}", s.message()))
+            }
+        };
+        let answer = match reply {
+            Ok(data) => pb::ReadRequest {
+                response_data: data,
                 message_id: event.message_id,
                 response_error: None,
             },
-            Ok(reply) => pb::ReadRequest {
+            Err(message) => pb::ReadRequest {
                 message_id: event.message_id,
-                response_error: Some(pb::AckResponseError {
-                    message: format!("the app answered HTTP {}", reply.status),
-                }),
-                ..Default::default()
-            },
-            Err(why) => pb::ReadRequest {
-                message_id: event.message_id,
-                response_error: Some(pb::AckResponseError { message: why }),
+                response_error: Some(pb::AckResponseError { message }),
                 ..Default::default()
             },
         };

@@ -26,6 +26,16 @@ def orders(event: v1.Event) -> TopicEventResponse:
     return TopicEventResponse("retry" if first else "success")
 
 
+ticks = []
+
+
+@app.binding("clock")
+def clock(request):
+    # The cron input binding arrives through OnBindingEvent.
+    with lock:
+        ticks.append(time.time())
+
+
 threading.Thread(target=app.run, args=(int(os.environ["APP_PORT"]),), daemon=True).start()
 
 with DaprClient() as d:
@@ -35,7 +45,7 @@ with DaprClient() as d:
 deadline = time.time() + 30
 while time.time() < deadline:
     with lock:
-        if len(seen) >= 2:
+        if len(seen) >= 2 and len(ticks) >= 2:
             break
     time.sleep(0.1)
 
@@ -43,5 +53,6 @@ with lock:
     assert len(seen) >= 2, f"RETRY must be redelivered: {seen}"
     assert seen[0][1] == {"order": 7}, seen
     assert seen[0][0] == seen[1][0], "a redelivery is the same event"
+    assert len(ticks) >= 2, f"the cron binding fired {len(ticks)} times"
 print("grpc subscriber checks passed")
 os._exit(0)
