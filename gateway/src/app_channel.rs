@@ -145,6 +145,14 @@ impl GrpcApp {
         request
     }
 
+    /// The `AppCallbackHealthCheck` client.
+    pub fn health_client(
+        &self,
+    ) -> outrigger_proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient<tonic::transport::Channel>
+    {
+        outrigger_proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient::new(self.channel.clone())
+    }
+
     /// The `AppCallback` client.
     pub fn client(
         &self,

@@ -35,6 +35,21 @@ pub struct GatewayArgs {
     /// Most events delivered to the app at once, across subscriptions (-1: no app-wide limit; 64 per subscription still apply).
     #[arg(long = "app-max-concurrency", default_value_t = -1, allow_negative_numbers = true)]
     pub app_max_concurrency: i64,
+    /// Probe the app's health and pause deliveries while it is unhealthy.
+    #[arg(long = "enable-app-health-check")]
+    pub app_health_check: bool,
+    /// HTTP path probed (HTTP apps; gRPC apps get `AppCallbackHealthCheck`).
+    #[arg(long = "app-health-check-path", default_value = "/healthz")]
+    pub app_health_path: String,
+    /// Time between probes: seconds, or a duration such as `500ms`.
+    #[arg(long = "app-health-probe-interval", default_value = "5")]
+    pub app_health_interval: String,
+    /// Time a probe may take: milliseconds, or a duration.
+    #[arg(long = "app-health-probe-timeout", default_value = "500")]
+    pub app_health_timeout: String,
+    /// Consecutive failed probes that make the app unhealthy.
+    #[arg(long = "app-health-threshold", default_value_t = 3)]
+    pub app_health_threshold: u32,
     /// Port of the Dapr HTTP API (0 picks a free one).
     #[arg(
         long = "dapr-http-port",
@@ -83,6 +98,30 @@ pub struct GatewayArgs {
     pub component_init_timeout_secs: u64,
 }
 
+/// How the app's health is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHealthCheck {
+    /// HTTP path.
+    pub path: String,
+    /// Between probes.
+    pub interval: Duration,
+    /// Per probe.
+    pub timeout: Duration,
+    /// Failures before unhealthy.
+    pub threshold: u32,
+}
+
+/// A number in `unit`, or a duration such as `250ms`.
+fn duration_flag(flag: &'static str, raw: &str, unit: Duration) -> Result<Duration, ConfigError> {
+    if let Ok(n) = raw.trim().parse::<u32>() {
+        return Ok(unit * n);
+    }
+    humantime::parse_duration(raw.trim()).map_err(|e| ConfigError::Flag {
+        flag,
+        reason: format!("{raw:?} is not a duration: {e}"),
+    })
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -94,6 +133,8 @@ pub struct Config {
     pub app_protocol: AppProtocol,
     /// App-wide delivery limit, if any.
     pub app_max_concurrency: Option<usize>,
+    /// App health probing, when enabled.
+    pub app_health: Option<AppHealthCheck>,
     /// HTTP API port.
     pub http_port: u16,
     /// gRPC API port.
@@ -206,6 +247,30 @@ impl GatewayArgs {
                 reason: "must be a positive number, or -1 for no limit".into(),
             });
         }
+        let app_health = if self.app_health_check {
+            if self.app_health_threshold == 0 {
+                return Err(ConfigError::Flag {
+                    flag: "--app-health-threshold",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            Some(AppHealthCheck {
+                path: self.app_health_path.clone(),
+                interval: duration_flag(
+                    "--app-health-probe-interval",
+                    &self.app_health_interval,
+                    Duration::from_secs(1),
+                )?,
+                timeout: duration_flag(
+                    "--app-health-probe-timeout",
+                    &self.app_health_timeout,
+                    Duration::from_millis(1),
+                )?,
+                threshold: self.app_health_threshold,
+            })
+        } else {
+            None
+        };
         if self.max_body_mb == 0 {
             return Err(ConfigError::Flag {
                 flag: "--max-body-size",
@@ -218,6 +283,7 @@ impl GatewayArgs {
             app_id,
             app_port: self.app_port,
             app_protocol: self.app_protocol,
+            app_health,
             app_max_concurrency: usize::try_from(self.app_max_concurrency)
                 .ok()
                 .filter(|n| *n > 0),

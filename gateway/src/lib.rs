@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod app_channel;
+pub mod app_health;
 pub mod components;
 pub mod config;
 pub mod error;
@@ -127,6 +128,10 @@ fn start_subscriptions(
     let app_limit = config
         .app_max_concurrency
         .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let health = config
+        .app_health
+        .clone()
+        .map(|check| app_health::watch(app.clone(), check, tracker, shutdown.clone()));
     let inbound = resiliency.inbound.clone();
     let (registry, app_id, inner) = (
         Arc::clone(&runtime.registry),
@@ -149,20 +154,18 @@ fn start_subscriptions(
             }
         }
         for subscription in subscriptions {
-            let (registry, app, app_id, stop) = (
-                Arc::clone(&registry),
-                app.clone(),
-                app_id.clone(),
-                shutdown.clone(),
-            );
+            let link = runtime::subscribe::AppLink {
+                registry: Arc::clone(&registry),
+                app: app.clone(),
+                app_id: app_id.clone(),
+                limit: app_limit.clone(),
+                health: health.clone(),
+            };
             inner.spawn(runtime::subscribe::deliver(
-                registry,
-                app,
-                app_id,
+                link,
                 inbound.get(&subscription.pubsub).cloned(),
                 subscription,
-                app_limit.clone(),
-                stop,
+                shutdown.clone(),
             ));
         }
     });

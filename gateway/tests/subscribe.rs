@@ -210,3 +210,104 @@ async fn events_reach_the_app_at_least_once() {
     );
     stop.cancel();
 }
+
+/// With `--enable-app-health-check`, nothing is delivered while the app's
+/// health endpoint fails, and delivery resumes when it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_app_gets_nothing_until_it_recovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let sockets = dir.path().join("sockets");
+    std::fs::create_dir_all(dir.path().join("resources")).unwrap();
+    std::fs::write(
+        dir.path().join("resources/pubsub.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: pollInterval, value: 20ms}}\n",
+            dir.path().join("h.db").display()
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(
+        outrigger_local::services(ComponentServer::new(&sockets))
+            .serve(async move { token.cancelled().await }),
+    );
+    while tokio::net::UnixStream::connect(sockets.join("local.sock"))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let healthy = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(Mutex::new(0usize));
+    let router = axum::Router::new()
+        .route("/dapr/subscribe", get(|| async { Json(serde_json::json!([{"pubsubname": "pubsub", "topic": "gated", "route": "/gated"}])) }))
+        .route(
+            "/healthz",
+            get({
+                let healthy = healthy.clone();
+                move || {
+                    let ok = healthy.load(Ordering::SeqCst);
+                    async move { if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE } }
+                }
+            }),
+        )
+        .route(
+            "/gated",
+            post({
+                let delivered = delivered.clone();
+                move || {
+                    *delivered.lock().unwrap() += 1;
+                    async { "{}" }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut config = support::config(dir.path(), None);
+    config.app_port = Some(port);
+    config.app_health = Some(outrigger::config::AppHealthCheck {
+        path: "/healthz".into(),
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(200),
+        threshold: 1,
+    });
+    let gateway = outrigger::Gateway::start(config, stop.clone())
+        .await
+        .unwrap();
+    // Let a probe mark the app unhealthy, then publish.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let message = Message {
+        data: b"{}".to_vec(),
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    gateway
+        .runtime
+        .pubsub
+        .publish("pubsub", "gated", message)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        *delivered.lock().unwrap(),
+        0,
+        "an unhealthy app must not receive events"
+    );
+    healthy.store(true, Ordering::SeqCst);
+    for _ in 0..200 {
+        if *delivered.lock().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        *delivered.lock().unwrap(),
+        1,
+        "delivery resumes once the app is healthy"
+    );
+    stop.cancel();
+}

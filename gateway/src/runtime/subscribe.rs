@@ -226,28 +226,31 @@ pub fn verdict(status: u16, body: &[u8]) -> Verdict {
     }
 }
 
-/// Run `subscription` until `shutdown`.
+/// Everything deliveries to one app share.
+#[derive(Debug, Clone)]
+pub struct AppLink {
+    /// The components.
+    pub registry: Arc<Registry>,
+    /// The app.
+    pub app: App,
+    /// Its id (the consumer group).
+    pub app_id: String,
+    /// `--app-max-concurrency`, when set.
+    pub limit: Option<Arc<Semaphore>>,
+    /// App health, when probed (`true` while healthy).
+    pub health: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Run `subscription` until `shutdown`, retrying the app per `retry`.
 pub async fn deliver(
-    registry: Arc<Registry>,
-    app: App,
-    app_id: String,
+    link: AppLink,
     retry: Option<crate::resiliency::RetryPolicy>,
     subscription: Subscription,
-    app_limit: Option<Arc<Semaphore>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let result = deliver_once(
-            &registry,
-            &app,
-            &app_id,
-            &subscription,
-            retry.as_ref(),
-            app_limit.as_ref(),
-            &shutdown,
-        )
-        .await;
+        let result = deliver_once(&link, &subscription, retry.as_ref(), &shutdown).await;
         if shutdown.is_cancelled() {
             return;
         }
@@ -268,15 +271,15 @@ pub async fn deliver(
 }
 
 async fn deliver_once(
-    registry: &Arc<Registry>,
-    app: &App,
-    app_id: &str,
+    link: &AppLink,
     sub: &Subscription,
     retry: Option<&crate::resiliency::RetryPolicy>,
-    app_limit: Option<&Arc<Semaphore>>,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let component = registry
+    let (app, app_id, app_limit) = (&link.app, link.app_id.as_str(), link.limit.as_ref());
+    let mut health = link.health.clone();
+    let component = link
+        .registry
         .get(&sub.pubsub)
         .filter(|c| c.spec.block == Block::PubSub)
         .ok_or_else(|| format!("pubsub {} is not declared", sub.pubsub))?;
@@ -314,6 +317,13 @@ async fn deliver_once(
             Some(Err(status)) => return Err(format!("stream error: {}", status.message())),
             Some(Ok(m)) => m,
         };
+        // An unhealthy app gets nothing until it recovers (the message waits here).
+        if let Some(health) = health.as_mut() {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                healthy = health.wait_for(|ok| *ok) => if healthy.is_err() { break },
+            }
+        }
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };

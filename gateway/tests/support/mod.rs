@@ -153,6 +153,7 @@ pub fn config(dir: &std::path::Path, token: Option<&str>) -> Config {
         app_port: None,
         app_protocol: AppProtocol::Http,
         app_max_concurrency: None,
+        app_health: None,
         http_port: 0,
         grpc_port: 0,
         listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
