@@ -11,7 +11,7 @@ import time
 from cloudevents.sdk.event import v1
 from dapr.clients import DaprClient
 from dapr.clients.grpc._response import TopicEventResponse
-from dapr.ext.grpc import App
+from dapr.ext.grpc import App, Rule
 
 app = App()
 seen = []
@@ -27,6 +27,22 @@ def orders(event: v1.Event) -> TopicEventResponse:
 
 
 ticks = []
+routed = []
+
+
+# Routing rules: CEL over the event, evaluated by the gateway.
+@app.subscribe(pubsub_name="pubsub", topic="shapes", rule=Rule('event.data.kind == "circle"', 1))
+def circles(event: v1.Event) -> TopicEventResponse:
+    with lock:
+        routed.append(("circle", json.loads(event.Data())))
+    return TopicEventResponse("success")
+
+
+@app.subscribe(pubsub_name="pubsub", topic="shapes")
+def other_shapes(event: v1.Event) -> TopicEventResponse:
+    with lock:
+        routed.append(("other", json.loads(event.Data())))
+    return TopicEventResponse("success")
 
 
 @app.binding("clock")
@@ -41,11 +57,13 @@ threading.Thread(target=app.run, args=(int(os.environ["APP_PORT"]),), daemon=Tru
 with DaprClient() as d:
     time.sleep(1.5)
     d.publish_event("pubsub", "orders", json.dumps({"order": 7}), data_content_type="application/json")
+    d.publish_event("pubsub", "shapes", json.dumps({"kind": "circle"}), data_content_type="application/json")
+    d.publish_event("pubsub", "shapes", json.dumps({"kind": "square"}), data_content_type="application/json")
 
 deadline = time.time() + 30
 while time.time() < deadline:
     with lock:
-        if len(seen) >= 2 and len(ticks) >= 2:
+        if len(seen) >= 2 and len(ticks) >= 2 and len(routed) >= 2:
             break
     time.sleep(0.1)
 
@@ -53,6 +71,7 @@ with lock:
     assert len(seen) >= 2, f"RETRY must be redelivered: {seen}"
     assert seen[0][1] == {"order": 7}, seen
     assert seen[0][0] == seen[1][0], "a redelivery is the same event"
+    assert sorted(routed, key=lambda r: r[0]) == [("circle", {"kind": "circle"}), ("other", {"kind": "square"})], routed
     assert len(ticks) >= 2, f"the cron binding fired {len(ticks)} times"
 print("grpc subscriber checks passed")
 os._exit(0)
