@@ -2,6 +2,7 @@
 //! call these, so the two APIs share one behaviour and one error mapping.
 
 pub mod bindings;
+pub mod bulk;
 pub mod input;
 pub mod pubsub;
 pub mod secrets;

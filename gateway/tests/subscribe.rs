@@ -50,7 +50,9 @@ async fn app(seen: Seen) -> u16 {
                     {"pubsubname": "pubsub", "topic": "drops", "routes": {"default": "/drops"}, "deadLetterTopic": "poison"},
                     {"pubsubname": "pubsub", "topic": "poison", "route": "/poison"},
                     {"pubsubname": "pubsub", "topic": "flaky", "route": "/flaky", "deadLetterTopic": "flaky-dlq"},
-                    {"pubsubname": "pubsub", "topic": "flaky-dlq", "route": "/flaky-dlq"}
+                    {"pubsubname": "pubsub", "topic": "flaky-dlq", "route": "/flaky-dlq"},
+                    {"pubsubname": "pubsub", "topic": "batch", "route": "/batch",
+                     "bulkSubscribe": {"enabled": true, "maxMessagesCount": 5, "maxAwaitDurationMs": 300}}
                 ]))
             }),
         )
@@ -60,6 +62,23 @@ async fn app(seen: Seen) -> u16 {
         .route("/declared", post(record("declared", seen.clone())))
         .route("/raw", post(record("raw", seen.clone())))
         .route("/flaky-dlq", post(record("flaky-dlq", seen.clone())))
+        .route(
+            "/batch",
+            post({
+                let seen = seen.clone();
+                move |Json(batch): Json<serde_json::Value>| {
+                    let seen = seen.clone();
+                    async move {
+                        let statuses: Vec<serde_json::Value> = batch["entries"]
+                            .as_array()
+                            .map(|e| e.iter().map(|e| serde_json::json!({"entryId": e["entryId"], "status": "SUCCESS"})).collect())
+                            .unwrap_or_default();
+                        seen.lock().unwrap().push(("batch".into(), batch));
+                        Json(serde_json::json!({ "statuses": statuses }))
+                    }
+                }
+            }),
+        )
         .route(
             "/flaky",
             post({
@@ -145,6 +164,9 @@ async fn events_reach_the_app_at_least_once() {
     publish("drops", "{\"bad\":true}").await;
     publish("declared", "{\"d\":1}").await;
     publish("flaky", "{\"f\":1}").await;
+    for _ in 0..7 {
+        publish("batch", "{\"b\":1}").await;
+    }
     let raw = Message {
         data: b"\x00raw bytes".to_vec(),
         metadata: HashMap::from([("rawPayload".to_owned(), "true".to_owned())]),
@@ -161,6 +183,12 @@ async fn events_reach_the_app_at_least_once() {
             && count("ticks") >= 2
             && count("raw") >= 1
             && count("flaky-dlq") >= 1
+            && seen
+                .iter()
+                .filter(|(r, _)| r == "batch")
+                .map(|(_, b)| b["entries"].as_array().map_or(0, Vec::len))
+                .sum::<usize>()
+                >= 7
     };
     for _ in 0..300 {
         if done() {
@@ -168,8 +196,16 @@ async fn events_reach_the_app_at_least_once() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Acked batch entries must not come back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = seen.lock().unwrap().clone();
     assert!(done(), "not every delivery happened within 15 s: {seen:?}");
+    let batched: usize = seen
+        .iter()
+        .filter(|(r, _)| r == "batch")
+        .map(|(_, b)| b["entries"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(batched, 7, "each batch entry is delivered once and acked");
     let orders: Vec<&serde_json::Value> = seen
         .iter()
         .filter(|(r, _)| r == "orders")
@@ -191,6 +227,29 @@ async fn events_reach_the_app_at_least_once() {
         poison["data"],
         serde_json::json!({"bad": true}),
         "404 sends the event to the dead-letter topic"
+    );
+    let batches: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|(r, _)| r == "batch")
+        .map(|(_, b)| b)
+        .collect();
+    assert!(
+        batches
+            .iter()
+            .all(|b| b["type"] == "com.dapr.event.sent.bulk" && b["topic"] == "batch"),
+        "{batches:?}"
+    );
+    assert!(
+        batches
+            .iter()
+            .any(|b| b["entries"].as_array().map_or(0, Vec::len) > 1),
+        "messages were batched: {batches:?}"
+    );
+    assert!(
+        batches
+            .iter()
+            .all(|b| b["entries"].as_array().map_or(0, Vec::len) <= 5),
+        "maxMessagesCount is honoured"
     );
     let flaky = seen.iter().filter(|(r, _)| r == "flaky").count();
     assert_eq!(

@@ -345,6 +345,7 @@ impl pb::dapr_server::Dapr for DaprService {
             route: None,
             metadata: init.metadata,
             dead_letter_topic: init.dead_letter_topic.filter(|t| !t.is_empty()),
+            bulk: None,
         };
         let (mut events, answers) = crate::runtime::streaming::open_stream(
             std::sync::Arc::clone(&self.rt.registry),

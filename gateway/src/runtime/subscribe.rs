@@ -46,6 +46,46 @@ pub struct Subscription {
     pub metadata: HashMap<String, String>,
     /// Where dropped messages go.
     pub dead_letter_topic: Option<String>,
+    /// Deliver in batches (`bulkSubscribe.enabled`).
+    pub bulk: Option<BulkSubscribe>,
+}
+
+/// Batching of a bulk subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkSubscribe {
+    /// Most messages in one batch (`maxMessagesCount`, default 100).
+    pub max_messages: usize,
+    /// Longest wait to fill a batch (`maxAwaitDurationMs`, default 1 s).
+    pub max_await: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireBulk {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    max_messages_count: Option<i64>,
+    #[serde(default)]
+    max_await_duration_ms: Option<i64>,
+}
+
+impl WireBulk {
+    fn config(self) -> Option<BulkSubscribe> {
+        self.enabled.then(|| BulkSubscribe {
+            max_messages: self
+                .max_messages_count
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(100),
+            max_await: Duration::from_millis(
+                self.max_await_duration_ms
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .unwrap_or(1000),
+            ),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -78,6 +118,8 @@ struct Wire {
     metadata: HashMap<String, String>,
     #[serde(default)]
     dead_letter_topic: Option<String>,
+    #[serde(default)]
+    bulk_subscribe: Option<WireBulk>,
 }
 
 impl Wire {
@@ -118,6 +160,7 @@ impl Wire {
             route,
             metadata: self.metadata,
             dead_letter_topic: self.dead_letter_topic.filter(|t| !t.is_empty()),
+            bulk: self.bulk_subscribe.and_then(WireBulk::config),
         })
     }
 }
@@ -179,6 +222,11 @@ pub fn from_grpc(
                 }),
                 metadata: t.metadata,
                 dead_letter_topic: Some(t.dead_letter_topic),
+                bulk_subscribe: t.bulk_subscribe.map(|b| WireBulk {
+                    enabled: b.enabled,
+                    max_messages_count: Some(i64::from(b.max_messages_count)),
+                    max_await_duration_ms: Some(i64::from(b.max_await_duration_ms)),
+                }),
             }
             .into_subscription(true)
         })
@@ -305,6 +353,17 @@ async fn deliver_once(
         .map_err(|s| format!("PullMessages: {}", s.message()))?
         .into_inner();
     tracing::info!(pubsub = %sub.pubsub, topic = %sub.topic, rules = sub.rules.len(), "delivering to the app");
+    if let (Some(config), App::Http(http)) = (&sub.bulk, app) {
+        let bulk = super::bulk::BulkStream {
+            link,
+            app: http,
+            sub,
+            config,
+            component: &component,
+            acks,
+        };
+        return bulk.run(stream, shutdown).await;
+    }
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let tracker = TaskTracker::new();
     loop {
