@@ -12,12 +12,27 @@ use hyper_util::rt::TokioExecutor;
 /// How long one call to the app may take.
 const APP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// An HTTP app on `127.0.0.1:<port>`.
+/// How the app is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppAddress {
+    /// `127.0.0.1:<port>`.
+    Port(u16),
+    /// A Unix socket (`--app-socket`).
+    Socket(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone)]
+enum HttpClient {
+    Tcp(Client<HttpConnector, Full<Bytes>>),
+    Unix(Client<hyperlocal::UnixConnector, Full<Bytes>>),
+}
+
+/// An HTTP app, over TCP or a Unix socket.
 #[derive(Debug, Clone)]
 pub struct HttpApp {
-    base: String,
+    address: AppAddress,
     token: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
 }
 
 /// The app's answer: status and body.
@@ -30,12 +45,29 @@ pub struct AppReply {
 }
 
 impl HttpApp {
-    /// The app on `port`; `token` (`APP_API_TOKEN`) is sent as `dapr-api-token`.
-    pub fn new(port: u16, token: Option<String>) -> Self {
+    /// The app at `address`; `token` (`APP_API_TOKEN`) is sent as `dapr-api-token`.
+    pub fn new(address: AppAddress, token: Option<String>) -> Self {
+        let client = match address {
+            AppAddress::Port(_) => {
+                HttpClient::Tcp(Client::builder(TokioExecutor::new()).build_http())
+            }
+            AppAddress::Socket(_) => HttpClient::Unix(
+                Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector),
+            ),
+        };
         Self {
-            base: format!("http://127.0.0.1:{port}"),
+            address,
             token,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client,
+        }
+    }
+
+    fn uri(&self, path: &str) -> http::Uri {
+        match &self.address {
+            AppAddress::Port(port) => format!("http://127.0.0.1:{port}{path}")
+                .parse()
+                .unwrap_or_default(),
+            AppAddress::Socket(socket) => hyperlocal::Uri::new(socket, path).into(),
         }
     }
 
@@ -79,7 +111,7 @@ impl HttpApp {
         };
         let mut request = http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base))
+            .uri(self.uri(&path))
             .header(http::header::CONTENT_TYPE, content_type);
         if let Some(token) = &self.token {
             request = request.header("dapr-api-token", token);
@@ -95,10 +127,16 @@ impl HttpApp {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("building the request to {path}: {e}"))?;
-        let response = tokio::time::timeout(APP_TIMEOUT, self.client.request(request))
+        let call = async {
+            match &self.client {
+                HttpClient::Tcp(c) => c.request(request).await,
+                HttpClient::Unix(c) => c.request(request).await,
+            }
+        };
+        let response = tokio::time::timeout(APP_TIMEOUT, call)
             .await
             .map_err(|_| format!("the app did not answer {method} {path} within {APP_TIMEOUT:?}"))?
-            .map_err(|e| format!("calling the app at {}{path}: {e}", self.base))?;
+            .map_err(|e| format!("calling the app ({:?}) at {path}: {e}", self.address))?;
         let status = response.status().as_u16();
         let body = response
             .into_body()
@@ -118,15 +156,31 @@ pub struct GrpcApp {
 }
 
 impl GrpcApp {
-    /// The app on `port` (connected lazily); `token` is sent as `dapr-api-token`.
+    /// The app at `address` (connected lazily); `token` is sent as `dapr-api-token`.
     ///
     /// # Errors
     /// An unusable token value.
-    pub fn new(port: u16, token: Option<String>) -> Result<Self, String> {
-        let channel = tonic::transport::Endpoint::try_from(format!("http://127.0.0.1:{port}"))
-            .map_err(|e| e.to_string())?
-            .timeout(APP_TIMEOUT)
-            .connect_lazy();
+    pub fn new(address: AppAddress, token: Option<String>) -> Result<Self, String> {
+        let channel = match address {
+            AppAddress::Port(port) => {
+                tonic::transport::Endpoint::try_from(format!("http://127.0.0.1:{port}"))
+                    .map_err(|e| e.to_string())?
+                    .timeout(APP_TIMEOUT)
+                    .connect_lazy()
+            }
+            AppAddress::Socket(socket) => {
+                tonic::transport::Endpoint::from_static("http://app.invalid")
+                    .timeout(APP_TIMEOUT)
+                    .connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+                        let socket = socket.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                                tokio::net::UnixStream::connect(socket).await?,
+                            ))
+                        }
+                    }))
+            }
+        };
         let token = token
             .map(|t| tonic::metadata::AsciiMetadataValue::try_from(t.as_str()))
             .transpose()

@@ -29,6 +29,9 @@ pub struct GatewayArgs {
     /// Port the app listens on, if it serves callbacks.
     #[arg(long = "app-port")]
     pub app_port: Option<u16>,
+    /// Reach the app on this Unix socket instead of `--app-port` (Outrigger's own flag).
+    #[arg(long = "app-socket")]
+    pub app_socket: Option<PathBuf>,
     /// Protocol the app speaks on its port.
     #[arg(long = "app-protocol", value_enum, default_value_t = AppProtocol::Http)]
     pub app_protocol: AppProtocol,
@@ -131,6 +134,8 @@ pub struct Config {
     pub app_port: Option<u16>,
     /// App protocol.
     pub app_protocol: AppProtocol,
+    /// App Unix socket, used instead of the port when set.
+    pub app_socket: Option<PathBuf>,
     /// App-wide delivery limit, if any.
     pub app_max_concurrency: Option<usize>,
     /// App health probing, when enabled.
@@ -283,6 +288,7 @@ impl GatewayArgs {
             app_id,
             app_port: self.app_port,
             app_protocol: self.app_protocol,
+            app_socket: self.app_socket,
             app_health,
             app_max_concurrency: usize::try_from(self.app_max_concurrency)
                 .ok()

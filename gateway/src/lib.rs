@@ -77,7 +77,12 @@ fn start_subscriptions(
     shutdown: CancellationToken,
 ) {
     let config = &runtime.config;
-    let Some(port) = config.app_port else {
+    let address = match (&config.app_socket, config.app_port) {
+        (Some(socket), _) => Some(app_channel::AppAddress::Socket(socket.clone())),
+        (None, Some(port)) => Some(app_channel::AppAddress::Port(port)),
+        (None, None) => None,
+    };
+    let Some(address) = address else {
         if !declared.is_empty() {
             tracing::warn!(
                 "Subscription resources are declared but no --app-port is set; nothing is delivered"
@@ -87,11 +92,11 @@ fn start_subscriptions(
     };
     let app = match config.app_protocol {
         config::AppProtocol::Http => app_channel::App::Http(Box::new(app_channel::HttpApp::new(
-            port,
+            address.clone(),
             config.app_api_token.clone(),
         ))),
         config::AppProtocol::Grpc => {
-            match app_channel::GrpcApp::new(port, config.app_api_token.clone()) {
+            match app_channel::GrpcApp::new(address, config.app_api_token.clone()) {
                 Ok(app) => app_channel::App::Grpc(app),
                 Err(why) => {
                     tracing::error!(reason = %why, "cannot call the gRPC app");

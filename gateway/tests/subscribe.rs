@@ -370,3 +370,82 @@ async fn an_unhealthy_app_gets_nothing_until_it_recovers() {
     );
     stop.cancel();
 }
+
+/// `--app-socket`: the app channel over a Unix socket instead of TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_over_a_unix_socket_app_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let sockets = dir.path().join("sockets");
+    std::fs::create_dir_all(dir.path().join("resources")).unwrap();
+    std::fs::write(
+        dir.path().join("resources/pubsub.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: pollInterval, value: 20ms}}\n",
+            dir.path().join("u.db").display()
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(
+        outrigger_local::services(ComponentServer::new(&sockets))
+            .serve(async move { token.cancelled().await }),
+    );
+    while tokio::net::UnixStream::connect(sockets.join("local.sock"))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = Seen::default();
+    let router = axum::Router::new()
+        .route(
+            "/dapr/subscribe",
+            get(|| async {
+                Json(serde_json::json!([{"pubsubname": "pubsub", "topic": "uds", "route": "/uds"}]))
+            }),
+        )
+        .route(
+            "/uds",
+            post({
+                let seen = seen.clone();
+                move |Json(event): Json<serde_json::Value>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().unwrap().push(("uds".into(), event));
+                        "{}"
+                    }
+                }
+            }),
+        );
+    let app_socket = dir.path().join("app.sock");
+    let listener = tokio::net::UnixListener::bind(&app_socket).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut config = support::config(dir.path(), None);
+    config.app_socket = Some(app_socket);
+    let gateway = outrigger::Gateway::start(config, stop.clone())
+        .await
+        .unwrap();
+    let message = Message {
+        data: br#"{"over":"uds"}"#.to_vec(),
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    gateway
+        .runtime
+        .pubsub
+        .publish("pubsub", "uds", message)
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].1["data"], serde_json::json!({"over": "uds"}));
+    stop.cancel();
+}

@@ -154,6 +154,7 @@ pub fn config(dir: &std::path::Path, token: Option<&str>) -> Config {
         app_protocol: AppProtocol::Http,
         app_max_concurrency: None,
         app_health: None,
+        app_socket: None,
         http_port: 0,
         grpc_port: 0,
         listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
