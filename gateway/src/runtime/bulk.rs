@@ -15,13 +15,13 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::subscribe::{AppLink, BulkSubscribe, Subscription, Verdict, route_for};
-use crate::app_channel::HttpApp;
+use crate::app_channel::App;
 use crate::components::Component;
 
 /// Everything one bulk subscription stream needs.
 pub(crate) struct BulkStream<'a> {
     pub(crate) link: &'a AppLink,
-    pub(crate) app: &'a HttpApp,
+    pub(crate) app: &'a App,
     pub(crate) sub: &'a Subscription,
     pub(crate) config: &'a BulkSubscribe,
     pub(crate) component: &'a Component,
@@ -89,6 +89,10 @@ impl BulkStream<'_> {
             })
             .collect();
         let route = route_for(self.sub, &events[0]).unwrap_or_default();
+        let http = match self.app {
+            App::Http(http) => http,
+            App::Grpc(grpc) => return self.deliver_grpc(grpc, batch, &events, &route).await,
+        };
         let entries: Vec<serde_json::Value> = batch
             .iter()
             .zip(&events)
@@ -104,8 +108,7 @@ impl BulkStream<'_> {
             "metadata": {},
             "entries": entries,
         });
-        let reply = self
-            .app
+        let reply = http
             .call(
                 "POST",
                 &route,
@@ -149,6 +152,76 @@ impl BulkStream<'_> {
                     .collect()
             }
             _ => all(Verdict::Retry),
+        }
+    }
+
+    /// A batch to a gRPC app with `OnBulkTopicEvent`; an app without it
+    /// (`UNIMPLEMENTED`) gets everything back for redelivery, with a warning.
+    async fn deliver_grpc(
+        &self,
+        grpc: &crate::app_channel::GrpcApp,
+        batch: &[pb::PullMessagesResponse],
+        events: &[serde_json::Value],
+        route: &str,
+    ) -> Vec<Verdict> {
+        use outrigger_proto::runtime as rt;
+        let entries = batch
+            .iter()
+            .zip(events)
+            .map(|(m, event)| {
+                let e = super::subscribe::topic_event_request(self.sub, route, event);
+                rt::TopicEventBulkRequestEntry {
+                    entry_id: m.id.clone(),
+                    content_type: "application/cloudevents+json".into(),
+                    metadata: m.metadata.clone(),
+                    event: Some(rt::topic_event_bulk_request_entry::Event::CloudEvent(
+                        rt::TopicEventCeRequest {
+                            id: e.id,
+                            source: e.source,
+                            r#type: e.r#type,
+                            spec_version: e.spec_version,
+                            data_content_type: e.data_content_type,
+                            data: e.data,
+                            extensions: None,
+                        },
+                    )),
+                }
+            })
+            .collect();
+        let request = rt::TopicEventBulkRequest {
+            id: uuid::Uuid::new_v4().to_string(),
+            entries,
+            metadata: HashMap::new(),
+            topic: self.sub.topic.clone(),
+            pubsub_name: self.sub.pubsub.clone(),
+            r#type: "com.dapr.event.sent.bulk".into(),
+            path: route.to_owned(),
+        };
+        match grpc
+            .client()
+            .on_bulk_topic_event(grpc.request(request))
+            .await
+        {
+            Ok(reply) => {
+                let statuses: HashMap<String, i32> = reply
+                    .into_inner()
+                    .statuses
+                    .into_iter()
+                    .map(|s| (s.entry_id, s.status))
+                    .collect();
+                batch
+                    .iter()
+                    .map(|m| match statuses.get(&m.id) {
+                        Some(0) => Verdict::Success,
+                        Some(2) => Verdict::Drop,
+                        _ => Verdict::Retry,
+                    })
+                    .collect()
+            }
+            Err(status) => {
+                tracing::warn!(%status, "bulk delivery to the gRPC app failed");
+                vec![Verdict::Retry; batch.len()]
+            }
         }
     }
 

@@ -353,10 +353,10 @@ async fn deliver_once(
         .map_err(|s| format!("PullMessages: {}", s.message()))?
         .into_inner();
     tracing::info!(pubsub = %sub.pubsub, topic = %sub.topic, rules = sub.rules.len(), "delivering to the app");
-    if let (Some(config), App::Http(http)) = (&sub.bulk, app) {
+    if let Some(config) = &sub.bulk {
         let bulk = super::bulk::BulkStream {
             link,
-            app: http,
+            app,
             sub,
             config,
             component: &component,
