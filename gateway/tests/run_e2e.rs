@@ -42,7 +42,7 @@ fn resources_with_cron() -> tempfile::TempDir {
     let resources = tempfile::tempdir().unwrap();
     let db = resources.path().join("shared.db");
     let yaml = format!(
-        "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n  - {{name: redeliveryDelay, value: 100ms}}\n---\nkind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 1s\"}}\n",
+        "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n  - {{name: redeliveryDelay, value: 100ms}}\n---\nkind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 1s\"}}\n---\nkind: Resiliency\nmetadata: {{name: retries}}\nspec:\n  policies:\n    retries:\n      twice: {{policy: constant, duration: 50ms, maxRetries: 2}}\n  targets:\n    components:\n      pubsub:\n        inbound: {{retry: twice}}\n",
         db = db.display()
     );
     std::fs::write(resources.path().join("components.yaml"), yaml).unwrap();

@@ -409,10 +409,16 @@ async fn delivery_over_a_unix_socket_app_channel() {
             "/uds",
             post({
                 let seen = seen.clone();
-                move |Json(event): Json<serde_json::Value>| {
+                move |headers: axum::http::HeaderMap, Json(event): Json<serde_json::Value>| {
                     let seen = seen.clone();
                     async move {
-                        seen.lock().unwrap().push(("uds".into(), event));
+                        // APP_API_TOKEN travels as dapr-api-token.
+                        let token = headers
+                            .get("dapr-api-token")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        seen.lock().unwrap().push((token, event));
                         "{}"
                     }
                 }
@@ -424,6 +430,7 @@ async fn delivery_over_a_unix_socket_app_channel() {
 
     let mut config = support::config(dir.path(), None);
     config.app_socket = Some(app_socket);
+    config.app_api_token = Some("app-secret".into());
     let gateway = outrigger::Gateway::start(config, stop.clone())
         .await
         .unwrap();
@@ -447,5 +454,9 @@ async fn delivery_over_a_unix_socket_app_channel() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].1["data"], serde_json::json!({"over": "uds"}));
+    assert_eq!(
+        seen[0].0, "app-secret",
+        "the app token is sent with every call"
+    );
     stop.cancel();
 }
