@@ -299,14 +299,16 @@ async fn an_unhealthy_app_gets_nothing_until_it_recovers() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let healthy = Arc::new(AtomicBool::new(false));
+    let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let delivered = Arc::new(Mutex::new(0usize));
     let router = axum::Router::new()
         .route("/dapr/subscribe", get(|| async { Json(serde_json::json!([{"pubsubname": "pubsub", "topic": "gated", "route": "/gated"}])) }))
         .route(
             "/healthz",
             get({
-                let healthy = healthy.clone();
+                let (healthy, probes) = (healthy.clone(), probes.clone());
                 move || {
+                    probes.fetch_add(1, Ordering::SeqCst);
                     let ok = healthy.load(Ordering::SeqCst);
                     async move { if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE } }
                 }
@@ -337,8 +339,17 @@ async fn an_unhealthy_app_gets_nothing_until_it_recovers() {
     let gateway = outrigger::Gateway::start(config, stop.clone())
         .await
         .unwrap();
-    // Let a probe mark the app unhealthy, then publish.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until failed probes have marked the app unhealthy, then publish.
+    for _ in 0..400 {
+        if probes.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        probes.load(Ordering::SeqCst) >= 2,
+        "the gateway never probed the app"
+    );
     let message = Message {
         data: b"{}".to_vec(),
         content_type: Some("application/json".into()),
