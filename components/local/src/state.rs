@@ -8,8 +8,6 @@
 //! name is the only text spliced into SQL, and `db::identifier` admits only
 //! `[A-Za-z_][A-Za-z0-9_]*` (hence the `AssertSqlSafe`s).
 
-mod query;
-
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -351,7 +349,7 @@ impl StateStore for SqliteState {
                 )
             })
             .collect();
-        query::run(&req, items)
+        outrigger_component_sdk::state::query::run(&req, items)
     }
 
     async fn ping(&self) -> Result<(), ComponentError> {

@@ -1,10 +1,11 @@
-//! The state query API over JSON values: `EQ`, `IN`, `AND`, `OR` filters on
-//! dotted paths into the value, multi-key sort, and an offset token.
+//! The state query API evaluated over JSON values, for stores whose backend
+//! cannot run the query itself: `EQ`, `IN`, `AND`, `OR` filters on dotted
+//! paths into the value, multi-key sort, and an offset page token.
 
 use std::cmp::Ordering;
 
-use outrigger_component_sdk::ComponentError;
-use outrigger_component_sdk::state::{QueryItem, QueryRequest, QueryResponse, SortOrder};
+use crate::ComponentError;
+use crate::state::{QueryItem, QueryRequest, QueryResponse, SortOrder};
 use serde_json::Value;
 
 fn path<'a>(value: &'a Value, dotted: &str) -> Option<&'a Value> {
@@ -98,11 +99,12 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     }
 }
 
-/// Apply `req` to `(key, value bytes, etag)` rows (sorted by key).
+/// Apply `req` to `(key, value bytes, etag)` rows (sorted by key). Values
+/// that are not JSON match only an empty filter.
 ///
 /// # Errors
 /// A malformed filter or token, named.
-pub(super) fn run(
+pub fn run(
     req: &QueryRequest,
     rows: Vec<(String, Vec<u8>, i64)>,
 ) -> Result<QueryResponse, ComponentError> {
