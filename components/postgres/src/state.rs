@@ -1,0 +1,487 @@
+//! `state.postgresql`: a state store on one PostgreSQL table.
+//!
+//! Every conditional write is a single statement whose `WHERE` clause is the
+//! condition (`etag = $n`, or "no live row" for first-write), so two gateways
+//! racing on one key get exactly one winner without explicit locks. Table
+//! names come from metadata and are checked to be plain identifiers, the
+//! only text spliced into SQL (hence the `AssertSqlSafe`s).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use outrigger_component_sdk::state::*;
+use outrigger_component_sdk::{ComponentError, Metadata, async_trait};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+const KEYS: &[&str] = &[
+    "connectionString",
+    "tableName",
+    "metadataTableName",
+    "timeout",
+    "timeoutInSeconds",
+    "cleanupInterval",
+    "cleanupIntervalInSeconds",
+    "maxConns",
+];
+
+/// Dapr's generic keys, accepted by every component.
+const GENERIC_KEYS: &[&str] = &[
+    "actorStateStore",
+    "keyPrefix",
+    "outboxPublishPubsub",
+    "outboxPublishTopic",
+    "outboxPubsub",
+    "outboxDiscardWhenMissingState",
+];
+
+/// Schema version this build migrates to.
+const SCHEMA_VERSION: i64 = 1;
+
+struct Open {
+    pool: PgPool,
+    table: String,
+    timeout: Duration,
+    _sweeper: DropGuard,
+}
+
+/// The PostgreSQL state store. Configure with `Init`.
+#[derive(Default)]
+pub struct PgState {
+    open: OnceLock<Open>,
+}
+
+fn identifier(key: &str, name: &str) -> Result<String, ComponentError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(ComponentError::invalid_argument(
+            key,
+            format!("{name:?} is not a valid table name (letters, digits, '_')"),
+        ))
+    }
+}
+
+fn new_etag() -> i64 {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[..8]);
+    i64::from_le_bytes(n) & i64::MAX
+}
+
+fn parse_etag(etag: &str) -> Result<i64, ComponentError> {
+    etag.parse::<i64>().map_err(|_| {
+        ComponentError::etag_invalid(format!("{etag:?} is not an ETag issued by this store"))
+    })
+}
+
+/// `ttlInSeconds` → seconds from now; `None` for no expiry.
+fn ttl(metadata: &HashMap<String, String>) -> Result<Option<f64>, ComponentError> {
+    match metadata
+        .get("ttlInSeconds")
+        .map(|v| v.trim().parse::<i64>())
+    {
+        None | Some(Ok(-1)) => Ok(None),
+        Some(Ok(secs)) if secs > 0 => Ok(Some(secs as f64)),
+        Some(_) => Err(ComponentError::invalid_argument(
+            "metadata.ttlInSeconds",
+            "must be a positive number of seconds, or -1 for none",
+        )),
+    }
+}
+
+fn sql(action: &'static str) -> impl Fn(sqlx::Error) -> ComponentError {
+    move |e| match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            ComponentError::unavailable(format!("{action}: PostgreSQL is unreachable: {e}"))
+        }
+        _ => ComponentError::internal(format!("{action}: {e}")),
+    }
+}
+
+async fn set_in(
+    conn: &mut PgConnection,
+    table: &str,
+    req: SetRequest,
+) -> Result<(), ComponentError> {
+    let expires = ttl(&req.metadata)?;
+    let etag = new_etag();
+    let live = "(t.expires_at IS NULL OR t.expires_at > now())";
+    let result = match (&req.etag, req.concurrency) {
+        (Some(wanted), _) => sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {table} AS t SET value = $2, etag = $3, expires_at = now() + make_interval(secs => $4), updated_at = now()
+             WHERE key = $1 AND etag = $5 AND {live}"
+        )))
+        .bind(&req.key)
+        .bind(&req.value)
+        .bind(etag)
+        .bind(expires)
+        .bind(parse_etag(wanted)?)
+        .execute(&mut *conn)
+        .await,
+        (None, Concurrency::FirstWrite) => sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} AS t (key, value, etag, expires_at, updated_at)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), now())
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag,
+                 expires_at = excluded.expires_at, updated_at = now()
+             WHERE NOT {live}"
+        )))
+        .bind(&req.key)
+        .bind(&req.value)
+        .bind(etag)
+        .bind(expires)
+        .execute(&mut *conn)
+        .await,
+        (None, _) => sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {table} (key, value, etag, expires_at, updated_at)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), now())
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag,
+                 expires_at = excluded.expires_at, updated_at = now()"
+        )))
+        .bind(&req.key)
+        .bind(&req.value)
+        .bind(etag)
+        .bind(expires)
+        .execute(&mut *conn)
+        .await,
+    };
+    let done = result.map_err(sql("writing state"))?;
+    if done.rows_affected() == 0 {
+        return Err(ComponentError::etag_mismatch(match req.etag {
+            Some(e) => format!("key {:?}: ETag {e} is not the current one", req.key),
+            None => format!(
+                "key {:?} exists; first-write concurrency needs its ETag",
+                req.key
+            ),
+        }));
+    }
+    Ok(())
+}
+
+async fn delete_in(
+    conn: &mut PgConnection,
+    table: &str,
+    req: DeleteRequest,
+) -> Result<(), ComponentError> {
+    match &req.etag {
+        Some(wanted) => {
+            let done = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} AS t WHERE key = $1 AND etag = $2 AND (t.expires_at IS NULL OR t.expires_at > now())"
+            )))
+            .bind(&req.key)
+            .bind(parse_etag(wanted)?)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("deleting state"))?;
+            if done.rows_affected() == 0 {
+                return Err(ComponentError::etag_mismatch(format!(
+                    "key {:?}: ETag {wanted} is not the current one",
+                    req.key
+                )));
+            }
+        }
+        None => {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE key = $1")))
+                .bind(&req.key)
+                .execute(&mut *conn)
+                .await
+                .map_err(sql("deleting state"))?;
+        }
+    }
+    Ok(())
+}
+
+// === impl PgState ===
+
+impl PgState {
+    fn open(&self) -> Result<&Open, ComponentError> {
+        self.open.get().ok_or_else(|| {
+            ComponentError::failed_precondition("the state store is not initialised")
+        })
+    }
+
+    async fn in_transaction(&self, ops: Vec<TransactionOperation>) -> Result<(), ComponentError> {
+        let open = self.open()?;
+        let work = async {
+            let mut tx = open
+                .pool
+                .begin()
+                .await
+                .map_err(sql("starting a transaction"))?;
+            for op in ops {
+                match op {
+                    TransactionOperation::Set(r) => set_in(&mut tx, &open.table, r).await?,
+                    TransactionOperation::Delete(r) => delete_in(&mut tx, &open.table, r).await?,
+                }
+            }
+            // Any `?` above drops `tx` uncommitted: PostgreSQL rolls it back.
+            tx.commit().await.map_err(sql("committing"))
+        };
+        tokio::time::timeout(open.timeout, work)
+            .await
+            .map_err(|_| {
+                ComponentError::unavailable(format!(
+                    "PostgreSQL did not answer within {:?}",
+                    open.timeout
+                ))
+            })?
+    }
+}
+
+async fn migrate(pool: &PgPool, table: &str, metadata_table: &str) -> Result<(), ComponentError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {metadata_table} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"
+    )))
+    .execute(pool)
+    .await
+    .map_err(sql("creating the metadata table"))?;
+    let mut tx = pool.begin().await.map_err(sql("starting the migration"))?;
+    // One migrator at a time across every process sharing the database.
+    sqlx::query("SELECT pg_advisory_xact_lock(7240577202)")
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("locking for migration"))?;
+    let version_key = format!("schema-version-{table}");
+    let current: i64 = sqlx::query(AssertSqlSafe(format!(
+        "SELECT value FROM {metadata_table} WHERE key = $1"
+    )))
+    .bind(&version_key)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(sql("reading the schema version"))?
+    .and_then(|r| r.get::<String, _>(0).parse().ok())
+    .unwrap_or(0);
+    if current < 1 {
+        for ddl in [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {table} (
+                    key TEXT PRIMARY KEY NOT NULL, value BYTEA NOT NULL, etag BIGINT NOT NULL,
+                    expires_at TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_at) WHERE expires_at IS NOT NULL"
+            ),
+        ] {
+            sqlx::query(AssertSqlSafe(ddl))
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("migrating to version 1"))?;
+        }
+    }
+    if current > SCHEMA_VERSION {
+        return Err(ComponentError::failed_precondition(format!(
+            "table {table} is at schema version {current}, newer than this build ({SCHEMA_VERSION}); upgrade outrigger-postgres"
+        )));
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {metadata_table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )))
+    .bind(&version_key)
+    .bind(SCHEMA_VERSION.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(sql("recording the schema version"))?;
+    tx.commit().await.map_err(sql("committing the migration"))
+}
+
+fn seconds_or_duration(
+    metadata: &Metadata,
+    key: &str,
+    seconds_key: &str,
+    default: Duration,
+) -> Result<Duration, ComponentError> {
+    if let Some(secs) = metadata.parse::<u64>(seconds_key)? {
+        return Ok(Duration::from_secs(secs));
+    }
+    Ok(metadata.duration(key)?.unwrap_or(default))
+}
+
+#[async_trait]
+impl StateStore for PgState {
+    #[tracing::instrument(skip_all, fields(component = "state.postgresql"))]
+    async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
+        let mut keys: Vec<&String> = metadata.properties().keys().collect();
+        keys.sort();
+        if let Some(unknown) = keys.into_iter().find(|k| {
+            !KEYS
+                .iter()
+                .chain(GENERIC_KEYS)
+                .any(|known| known.eq_ignore_ascii_case(k))
+        }) {
+            return Err(ComponentError::invalid_argument(
+                unknown.clone(),
+                format!("unknown metadata key; accepted: {}", KEYS.join(", ")),
+            ));
+        }
+        let url = metadata.required("connectionString")?;
+        let table = identifier("tableName", metadata.get("tableName").unwrap_or("state"))?;
+        let metadata_table = identifier(
+            "metadataTableName",
+            metadata
+                .get("metadataTableName")
+                .unwrap_or("outrigger_metadata"),
+        )?;
+        let timeout = seconds_or_duration(
+            &metadata,
+            "timeout",
+            "timeoutInSeconds",
+            Duration::from_secs(20),
+        )?;
+        let cleanup = seconds_or_duration(
+            &metadata,
+            "cleanupInterval",
+            "cleanupIntervalInSeconds",
+            Duration::from_secs(3600),
+        )?;
+        let max_conns = metadata.parse::<u32>("maxConns")?.unwrap_or(10).max(1);
+        // sqlx retries a refused connection until the acquire timeout; Init
+        // must answer well within the host's Init timeout instead.
+        let connect = PgPoolOptions::new()
+            .max_connections(max_conns)
+            .acquire_timeout(timeout)
+            .connect(url);
+        let pool = tokio::time::timeout(Duration::from_secs(4), connect)
+            .await
+            .map_err(|_| {
+                ComponentError::invalid_argument(
+                    "connectionString",
+                    "cannot connect: no answer within 4 s",
+                )
+            })?
+            .map_err(|e| {
+                ComponentError::invalid_argument("connectionString", format!("cannot connect: {e}"))
+            })?;
+        migrate(&pool, &table, &metadata_table).await?;
+
+        let stop = CancellationToken::new();
+        if !cleanup.is_zero() {
+            let (pool, table, token) = (pool.clone(), table.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = tokio::time::sleep(cleanup) => {}
+                    }
+                    let swept = sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= now()"
+                    )))
+                    .execute(&pool)
+                    .await;
+                    if let Err(err) = swept {
+                        tracing::warn!(error = %err, "sweeping expired state failed");
+                    }
+                }
+            });
+        }
+        self.open
+            .set(Open {
+                pool,
+                table,
+                timeout,
+                _sweeper: stop.drop_guard(),
+            })
+            .map_err(|_| {
+                ComponentError::failed_precondition("Init was already called on this instance")
+            })
+    }
+
+    fn features(&self) -> Vec<StateFeature> {
+        vec![
+            StateFeature::Etag,
+            StateFeature::Transactional,
+            StateFeature::Ttl,
+            StateFeature::QueryApi,
+        ]
+    }
+
+    async fn get(&self, req: GetRequest) -> Result<Option<StateItem>, ComponentError> {
+        let open = self.open()?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT value, etag, expires_at FROM {} WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())",
+            open.table
+        )))
+        .bind(&req.key)
+        .fetch_optional(&open.pool)
+        .await
+        .map_err(sql("reading state"))?;
+        Ok(row.map(|r| {
+            let mut metadata = HashMap::new();
+            if let Some(at) = r.get::<Option<chrono::DateTime<chrono::Utc>>, _>(2) {
+                metadata.insert(
+                    "ttlExpireTime".to_owned(),
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
+            }
+            StateItem {
+                data: r.get(0),
+                etag: Some(r.get::<i64, _>(1).to_string()),
+                metadata,
+                content_type: None,
+            }
+        }))
+    }
+
+    async fn set(&self, req: SetRequest) -> Result<(), ComponentError> {
+        self.in_transaction(vec![TransactionOperation::Set(req)])
+            .await
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<(), ComponentError> {
+        self.in_transaction(vec![TransactionOperation::Delete(req)])
+            .await
+    }
+
+    async fn bulk_set(&self, reqs: Vec<SetRequest>) -> Result<(), ComponentError> {
+        self.in_transaction(reqs.into_iter().map(TransactionOperation::Set).collect())
+            .await
+    }
+
+    async fn bulk_delete(&self, reqs: Vec<DeleteRequest>) -> Result<(), ComponentError> {
+        self.in_transaction(reqs.into_iter().map(TransactionOperation::Delete).collect())
+            .await
+    }
+
+    async fn transact(&self, req: TransactionRequest) -> Result<(), ComponentError> {
+        self.in_transaction(req.operations).await
+    }
+
+    async fn query(&self, req: QueryRequest) -> Result<QueryResponse, ComponentError> {
+        let open = self.open()?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT key, value, etag FROM {} WHERE expires_at IS NULL OR expires_at > now() ORDER BY key",
+            open.table
+        )))
+        .fetch_all(&open.pool)
+        .await
+        .map_err(sql("querying state"))?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    r.get::<Vec<u8>, _>(1),
+                    r.get::<i64, _>(2),
+                )
+            })
+            .collect();
+        outrigger_component_sdk::state::query::run(&req, items)
+    }
+
+    async fn ping(&self) -> Result<(), ComponentError> {
+        let open = self.open()?;
+        sqlx::query("SELECT 1")
+            .execute(&open.pool)
+            .await
+            .map_err(sql("ping"))?;
+        Ok(())
+    }
+}
