@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod binding;
+mod query;
 pub mod state;
 
 use outrigger_component_sdk::ComponentServer;

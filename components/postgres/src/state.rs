@@ -38,7 +38,7 @@ const GENERIC_KEYS: &[&str] = &[
 ];
 
 /// Schema version this build migrates to.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 struct Open {
     pool: PgPool,
@@ -115,10 +115,15 @@ async fn set_in(
 ) -> Result<(), ComponentError> {
     let expires = ttl(&req.metadata)?;
     let etag = new_etag();
+    // The query API works on this JSONB copy; values that are not JSON have none.
+    let json = serde_json::from_slice::<serde_json::Value>(&req.value)
+        .ok()
+        .map(|v| v.to_string());
     let live = "(t.expires_at IS NULL OR t.expires_at > now())";
     let result = match (&req.etag, req.concurrency) {
         (Some(wanted), _) => sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {table} AS t SET value = $2, etag = $3, expires_at = now() + make_interval(secs => $4), updated_at = now()
+            "UPDATE {table} AS t SET value = $2, etag = $3, expires_at = now() + make_interval(secs => $4), updated_at = now(),
+                 value_json = $6::jsonb
              WHERE key = $1 AND etag = $5 AND {live}"
         )))
         .bind(&req.key)
@@ -126,31 +131,34 @@ async fn set_in(
         .bind(etag)
         .bind(expires)
         .bind(parse_etag(wanted)?)
+        .bind(json.as_deref())
         .execute(&mut *conn)
         .await,
         (None, Concurrency::FirstWrite) => sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {table} AS t (key, value, etag, expires_at, updated_at)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4), now())
+            "INSERT INTO {table} AS t (key, value, etag, expires_at, updated_at, value_json)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), now(), $5::jsonb)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag,
-                 expires_at = excluded.expires_at, updated_at = now()
+                 expires_at = excluded.expires_at, updated_at = now(), value_json = excluded.value_json
              WHERE NOT {live}"
         )))
         .bind(&req.key)
         .bind(&req.value)
         .bind(etag)
         .bind(expires)
+        .bind(json.as_deref())
         .execute(&mut *conn)
         .await,
         (None, _) => sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {table} (key, value, etag, expires_at, updated_at)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4), now())
+            "INSERT INTO {table} (key, value, etag, expires_at, updated_at, value_json)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), now(), $5::jsonb)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag,
-                 expires_at = excluded.expires_at, updated_at = now()"
+                 expires_at = excluded.expires_at, updated_at = now(), value_json = excluded.value_json"
         )))
         .bind(&req.key)
         .bind(&req.value)
         .bind(etag)
         .bind(expires)
+        .bind(json.as_deref())
         .execute(&mut *conn)
         .await,
     };
@@ -275,6 +283,35 @@ async fn migrate(pool: &PgPool, table: &str, metadata_table: &str) -> Result<(),
                 .execute(&mut *tx)
                 .await
                 .map_err(sql("migrating to version 1"))?;
+        }
+    }
+    if current < 2 {
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS value_json JSONB"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("migrating to version 2"))?;
+        // Backfill rows written before the column existed.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT key, value FROM {table} WHERE value_json IS NULL"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sql("reading rows to backfill"))?;
+        for row in rows {
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&row.get::<Vec<u8>, _>(1))
+            else {
+                continue;
+            };
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {table} SET value_json = $2::jsonb WHERE key = $1"
+            )))
+            .bind(row.get::<String, _>(0))
+            .bind(value.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("backfilling value_json"))?;
         }
     }
     if current > SCHEMA_VERSION {
@@ -456,24 +493,37 @@ impl StateStore for PgState {
 
     async fn query(&self, req: QueryRequest) -> Result<QueryResponse, ComponentError> {
         let open = self.open()?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT key, value, etag FROM {} WHERE expires_at IS NULL OR expires_at > now() ORDER BY key",
-            open.table
-        )))
-        .fetch_all(&open.pool)
-        .await
-        .map_err(sql("querying state"))?;
-        let items = rows
+        let (text, params, offset) = crate::query::sql(&open.table, &req)?;
+        let mut query = sqlx::query(AssertSqlSafe(text));
+        for p in params {
+            query = match p {
+                crate::query::Param::Path(path) => query.bind(path),
+                crate::query::Param::Json(json) => query.bind(json),
+                crate::query::Param::Int(n) => query.bind(n),
+            };
+        }
+        let rows = query
+            .fetch_all(&open.pool)
+            .await
+            .map_err(sql("querying state"))?;
+        let items: Vec<QueryItem> = rows
             .into_iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>(0),
-                    r.get::<Vec<u8>, _>(1),
-                    r.get::<i64, _>(2),
-                )
+            .map(|r| QueryItem {
+                key: r.get(0),
+                data: r.get(1),
+                etag: Some(r.get::<i64, _>(2).to_string()),
+                error: None,
+                content_type: None,
             })
             .collect();
-        outrigger_component_sdk::state::query::run(&req, items)
+        // A full page may have a next one; the token is the next offset.
+        let full = req.limit > 0 && u64::try_from(items.len()).unwrap_or(0) == req.limit;
+        let token = full.then(|| (offset + i64::try_from(items.len()).unwrap_or(0)).to_string());
+        Ok(QueryResponse {
+            items,
+            token,
+            metadata: HashMap::new(),
+        })
     }
 
     async fn ping(&self) -> Result<(), ComponentError> {

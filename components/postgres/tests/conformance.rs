@@ -105,3 +105,60 @@ async fn unreachable_server_is_a_clear_init_error() {
     };
     assert!(reason.contains("connectionString"), "{reason}");
 }
+
+/// A table left by schema version 1 (no `value_json`) is migrated on `Init`,
+/// its rows backfilled, and queries see them: an upgrade loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_schema_version_1_keeps_data() {
+    let Some(url) = url() else { return };
+    let table = table();
+    let meta = format!("meta_{}", &uuid_like()[..10]);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    for ddl in [
+        format!(
+            "CREATE TABLE {table} (key TEXT PRIMARY KEY NOT NULL, value BYTEA NOT NULL, etag BIGINT NOT NULL, expires_at TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ),
+        format!(
+            "INSERT INTO {table} (key, value, etag) VALUES ('old-1', '{{\"city\":\"Oslo\"}}'::bytea, 1), ('old-2', 'not json'::bytea, 2)"
+        ),
+        format!("CREATE TABLE {meta} (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)"),
+        format!("INSERT INTO {meta} VALUES ('schema-version-{table}', '1')"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let (_dir, socket) = serve().await;
+    let target = Target::new(&socket, Block::State)
+        .with_metadata("connectionString", url)
+        .with_metadata("tableName", table.clone())
+        .with_metadata("metadataTableName", meta.clone());
+    let mut config = SuiteConfig::with_operations(["etag", "query"]);
+    config.filter = Some("state/basic/get-missing-key".into());
+    assert_pass(&run(&target, &config).await);
+    let version: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT value FROM {meta} WHERE key = 'schema-version-{table}'"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(version, "2");
+    let backfilled: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT value_json::text FROM {table} WHERE key = 'old-1'"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(backfilled.as_deref(), Some(r#"{"city": "Oslo"}"#));
+    let untouched: Vec<u8> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT value FROM {table} WHERE key = 'old-2'"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        untouched, b"not json",
+        "non-JSON values are kept as they were"
+    );
+}
