@@ -76,6 +76,37 @@ async fn run_serves_a_streaming_subscription() {
     .await;
 }
 
+/// The same app with `statestore` on PostgreSQL: `outrigger run` starts
+/// `outrigger-postgres` for the `state.postgresql` type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_statestore_on_postgresql() {
+    let Ok(url) = std::env::var("OUTRIGGER_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "OUTRIGGER_POSTGRES_URL is not set under CI"
+        );
+        eprintln!("SKIPPED: OUTRIGGER_POSTGRES_URL is not set; run `bash scripts/test.sh`");
+        return;
+    };
+    let resources = tempfile::tempdir().unwrap();
+    let db = resources.path().join("bus.db");
+    let table = format!("e2e_{}", std::process::id());
+    let yaml = format!(
+        "kind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.postgresql\n  version: v1\n  metadata:\n  - {{name: connectionString, value: \"{url}\"}}\n  - {{name: tableName, value: {table}}}\n---\nkind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n",
+        db = db.display()
+    );
+    std::fs::write(resources.path().join("components.yaml"), yaml).unwrap();
+    let path = resources.path().display().to_string();
+    run_script_with_env(
+        "run_app.py",
+        "outrigger run app checks passed",
+        &["--resources-path", &path],
+        None,
+        &[("EXPECT_STATE_TYPE", "state.postgresql")],
+    )
+    .await;
+}
+
 async fn run_app(token: Option<&str>) {
     run_script("run_app.py", "outrigger run app checks passed", &[], token).await;
 }
@@ -89,6 +120,16 @@ fn free_port() -> u16 {
 }
 
 async fn run_script(name: &str, success: &str, extra: &[&str], token: Option<&str>) {
+    run_script_with_env(name, success, extra, token, &[]).await;
+}
+
+async fn run_script_with_env(
+    name: &str,
+    success: &str,
+    extra: &[&str],
+    token: Option<&str>,
+    env: &[(&str, &str)],
+) {
     let local = outrigger().with_file_name("outrigger-local");
     assert!(
         local.is_file(),
@@ -123,6 +164,7 @@ async fn run_script(name: &str, success: &str, extra: &[&str], token: Option<&st
             .env_remove("DAPR_HTTP_PORT")
             .env_remove("DAPR_GRPC_PORT")
             .envs(token.map(|t| ("DAPR_API_TOKEN", t)))
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .output(),
     )

@@ -44,7 +44,8 @@ with DaprClient() as d:
 
     meta = d.get_metadata()
     types = sorted((c.name, c.type) for c in meta.registered_components)
-    assert types == [("pubsub", "pubsub.sqlite"), ("statestore", "state.sqlite")], types
+    state_type = os.environ.get("EXPECT_STATE_TYPE", "state.sqlite")
+    assert types == [("pubsub", "pubsub.sqlite"), ("statestore", state_type)], types
 
 token = os.environ.get("DAPR_API_TOKEN")
 if token:
