@@ -338,6 +338,62 @@ async fn sqlite_direct(n: usize, file: &std::path::Path, rows: &mut Rows) {
     ));
 }
 
+/// The same upserts and reads on PostgreSQL directly with sqlx.
+async fn postgres_direct(n: usize, url: &str, rows: &mut Rows) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(url)
+        .await
+        .unwrap();
+    let table = format!("bench_direct_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BYTEA NOT NULL, etag BIGINT NOT NULL)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let value = br#"{"name":"outrigger","n":42}"#.to_vec();
+    let (p, v, t) = (pool.clone(), value.clone(), table.clone());
+    rows.set.push((
+        "postgres: directly (sqlx)".into(),
+        measure(n, move |i| {
+            let (p, v, t) = (p.clone(), v.clone(), t.clone());
+            async move {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {t} (key, value, etag) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag"
+                )))
+                .bind(format!("k{}", i % 1000))
+                .bind(v)
+                .bind(i as i64)
+                .execute(&p)
+                .await
+                .unwrap();
+            }
+        })
+        .await,
+    ));
+    let (p, t) = (pool.clone(), table.clone());
+    rows.get.push((
+        "postgres: directly (sqlx)".into(),
+        measure(n, move |i| {
+            let (p, t) = (p.clone(), t.clone());
+            async move {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT value, etag FROM {t} WHERE key = $1"
+                )))
+                .bind(format!("k{}", i % 1000))
+                .fetch_optional(&p)
+                .await
+                .unwrap();
+            }
+        })
+        .await,
+    ));
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+        .execute(&pool)
+        .await;
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -347,6 +403,20 @@ async fn main() {
     let resources = dir.path().join("resources");
     let db = dir.path().join("bench.db");
     std::fs::create_dir_all(&resources).unwrap();
+    // PostgreSQL rows when a server is given (scripts/test.sh starts one).
+    let pg_url = std::env::var("OUTRIGGER_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let pg_table = format!("bench_{}", std::process::id());
+    if let Some(url) = &pg_url {
+        std::fs::write(
+            resources.join("postgres.yaml"),
+            format!(
+                "kind: Component\nmetadata: {{name: postgres}}\nspec:\n  type: state.postgresql\n  version: v1\n  metadata:\n  - {{name: connectionString, value: \"{url}\"}}\n  - {{name: tableName, value: {pg_table}}}\n"
+            ),
+        )
+        .unwrap();
+    }
     std::fs::write(
         resources.join("state.yaml"),
         format!(
@@ -358,10 +428,11 @@ async fn main() {
     .unwrap();
     let stop = CancellationToken::new();
     let token = stop.clone();
-    let server = outrigger_local::services(ComponentServer::new(&sockets))
-        .service("memory", |s| s.state_store(memory::MemoryStore::default));
+    let server =
+        outrigger_postgres::services(outrigger_local::services(ComponentServer::new(&sockets)))
+            .service("memory", |s| s.state_store(memory::MemoryStore::default));
     tokio::spawn(server.serve(async move { token.cancelled().await }));
-    for name in ["memory", "local"] {
+    for name in ["memory", "local", "postgres"] {
         while tokio::net::UnixStream::connect(sockets.join(format!("{name}.sock")))
             .await
             .is_err()
@@ -446,6 +517,27 @@ async fn main() {
     )
     .await;
     sqlite_direct(n, &dir.path().join("direct.db"), &mut rows).await;
+    if let Some(url) = &pg_url {
+        let pg_direct = direct_client(
+            &sockets.join("postgres.sock"),
+            HashMap::from([
+                ("connectionString".to_owned(), url.clone()),
+                ("tableName".to_owned(), pg_table.clone()),
+            ]),
+        )
+        .await;
+        paths(
+            n,
+            "postgres",
+            pg_direct,
+            grpc.clone(),
+            http.clone(),
+            base.clone(),
+            &mut rows,
+        )
+        .await;
+        postgres_direct(n, url, &mut rows).await;
+    }
 
     println!(
         "gateway benchmark: {n} sequential ops per row, then {n} ops over 16 concurrent clients"
@@ -458,11 +550,11 @@ async fn main() {
     for (what, list) in [("set", &rows.set), ("get", &rows.get)] {
         println!();
         for (name, stats) in list.iter() {
-            let base = if name.starts_with("memory") {
-                &list[0].1
-            } else {
-                &list[3].1
-            };
+            let store = name.split(':').next().unwrap_or_default();
+            let base = list
+                .iter()
+                .find(|(n, _)| n.starts_with(store) && n.contains("direct to"))
+                .map_or(stats, |(_, s)| s);
             row(&format!("{what} {name}"), stats, base);
         }
     }
@@ -473,6 +565,11 @@ async fn main() {
         hop(1),
         hop(4)
     );
+    if pg_url.is_some() {
+        println!("gateway hop, postgres: {:.1} µs", hop(7));
+    } else {
+        println!("(set OUTRIGGER_POSTGRES_URL for the PostgreSQL rows)");
+    }
     let _ = gateway.kill().await;
     stop.cancel();
 }
