@@ -22,7 +22,7 @@ fn proto_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let mut files = Vec::new();
-    for dir in ["dapr", "durabletask", "google"] {
+    for dir in ["dapr", "durabletask", "google", "outrigger"] {
         proto_files(&root.join(dir), &mut files)?;
     }
     files.sort();
@@ -53,5 +53,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=dapr");
     println!("cargo:rerun-if-changed=durabletask");
     println!("cargo:rerun-if-changed=google");
+    println!("cargo:rerun-if-changed=outrigger");
     Ok(())
 }

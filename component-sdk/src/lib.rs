@@ -29,7 +29,7 @@
 //! ```
 //!
 //! # Layout
-//! - [`state`], [`pubsub`], [`bindings`], [`secrets`]: one trait per block
+//! - [`state`], [`pubsub`], [`bindings`], [`secrets`], [`configuration`]: one trait per block
 //!   with its request and response types; optional capabilities are default
 //!   methods, advertised through `features()`.
 //! - [`ComponentServer`] / [`Service`]: sockets, reflection (v1alpha and v1),
@@ -44,6 +44,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bindings;
+pub mod configuration;
 mod delivery;
 mod error;
 mod instance;

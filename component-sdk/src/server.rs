@@ -26,6 +26,8 @@ use outrigger_proto::components as pb;
 
 use crate::bindings::adaptor::{InputBindingAdaptor, OutputBindingAdaptor};
 use crate::bindings::{InputBinding, OutputBinding};
+use crate::configuration::ConfigurationStore;
+use crate::configuration::adaptor::ConfigurationAdaptor;
 use crate::instance::{Factory, Instances};
 use crate::pubsub::PubSub;
 use crate::pubsub::adaptor::PubSubAdaptor;
@@ -60,7 +62,7 @@ pub enum ServeError {
     SocketInUse(PathBuf),
     /// A service was registered without any building block.
     #[error(
-        "service {0:?} has no building block: add state_store, pubsub, a binding or secret_store"
+        "service {0:?} has no building block: add state_store, pubsub, a binding, secret_store or configuration_store"
     )]
     Empty(String),
     /// Two services share a name (and so a socket).
@@ -85,6 +87,7 @@ pub struct Service {
     input: Option<Factory<dyn InputBinding>>,
     output: Option<Factory<dyn OutputBinding>>,
     secrets: Option<Factory<dyn SecretStore>>,
+    configuration: Option<Factory<dyn ConfigurationStore>>,
 }
 
 // === impl Service ===
@@ -99,6 +102,7 @@ impl Service {
             input: None,
             output: None,
             secrets: None,
+            configuration: None,
         }
     }
 
@@ -158,6 +162,19 @@ impl Service {
         self
     }
 
+    /// Serve a configuration store (Outrigger's own protocol: Dapr has none
+    /// for this block, so only the Outrigger gateway uses it).
+    pub fn configuration_store<S, F>(mut self, factory: F) -> Self
+    where
+        S: ConfigurationStore,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        self.configuration = Some(Arc::new(move || {
+            Arc::new(factory()) as Arc<dyn ConfigurationStore>
+        }));
+        self
+    }
+
     /// The socket's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -185,6 +202,9 @@ impl Service {
         }
         if self.secrets.is_some() {
             names.push(<pb::secret_store_server::SecretStoreServer<SecretStoreAdaptor> as NamedService>::NAME);
+        }
+        if self.configuration.is_some() {
+            names.push(<outrigger_proto::outrigger::components::v1::configuration_store_server::ConfigurationStoreServer<ConfigurationAdaptor> as NamedService>::NAME);
         }
         names
     }
@@ -269,7 +289,12 @@ impl Service {
             .add_optional_service(
                 self.secrets
                     .map(|f| pb::secret_store_server::SecretStoreServer::new(SecretStoreAdaptor::new(Instances::new(f)))),
-            );
+            )
+            .add_optional_service(self.configuration.map(|f| {
+                outrigger_proto::outrigger::components::v1::configuration_store_server::ConfigurationStoreServer::new(
+                    ConfigurationAdaptor::new(Instances::new(f), stop.clone(), tracker.clone()),
+                )
+            }));
 
         let stopped = stop.clone();
         let serving =

@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::components::{Readiness, Registry};
 use crate::config::Config;
 use crate::runtime::bindings::BindingsApi;
+use crate::runtime::configuration::ConfigurationApi;
 use crate::runtime::pubsub::PubSubApi;
 use crate::runtime::secrets::SecretsApi;
 use crate::runtime::state::StateApi;
@@ -32,6 +34,8 @@ pub struct Runtime {
     pub bindings: BindingsApi,
     /// Publishing.
     pub pubsub: PubSubApi,
+    /// Configuration block.
+    pub configuration: ConfigurationApi,
     /// Attributes set with `PUT /v1.0/metadata/{key}`.
     pub extended: RwLock<BTreeMap<String, String>>,
     /// Features enabled by the `Configuration` file.
@@ -58,9 +62,25 @@ pub struct ComponentInfo {
 }
 
 impl Runtime {
-    /// Build over a registry.
-    pub fn new(config: Config, registry: Arc<Registry>, shutdown: CancellationToken) -> Arc<Self> {
+    /// Build over a registry; background work (configuration update
+    /// pumps) runs on `tracker` until `shutdown`.
+    pub fn new(
+        config: Config,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Arc<Self> {
+        let http_app = match crate::app_channel::App::from_config(&config) {
+            Some(crate::app_channel::App::Http(app)) => Some(*app),
+            _ => None,
+        };
         Arc::new(Self {
+            configuration: ConfigurationApi::new(
+                Arc::clone(&registry),
+                http_app,
+                tracker,
+                shutdown.clone(),
+            ),
             state: StateApi::new(Arc::clone(&registry), config.app_id.clone()),
             secrets: SecretsApi::new(Arc::clone(&registry)),
             bindings: BindingsApi::new(Arc::clone(&registry)),

@@ -224,3 +224,31 @@ pub enum App {
     /// gRPC app.
     Grpc(GrpcApp),
 }
+
+impl App {
+    /// The app the configuration names (`--app-port` or `--app-socket`,
+    /// `--app-protocol`), or `None` when there is none or it cannot be set up
+    /// (logged).
+    pub fn from_config(config: &crate::config::Config) -> Option<Self> {
+        let address = match (&config.app_socket, config.app_port) {
+            (Some(socket), _) => AppAddress::Socket(socket.clone()),
+            (None, Some(port)) => AppAddress::Port(port),
+            (None, None) => return None,
+        };
+        match config.app_protocol {
+            crate::config::AppProtocol::Http => Some(Self::Http(Box::new(HttpApp::new(
+                address,
+                config.app_api_token.clone(),
+            )))),
+            crate::config::AppProtocol::Grpc => {
+                match GrpcApp::new(address, config.app_api_token.clone()) {
+                    Ok(app) => Some(Self::Grpc(app)),
+                    Err(why) => {
+                        tracing::error!(reason = %why, "cannot call the gRPC app");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}

@@ -77,33 +77,13 @@ fn start_subscriptions(
     shutdown: CancellationToken,
 ) {
     let config = &runtime.config;
-    let address = match (&config.app_socket, config.app_port) {
-        (Some(socket), _) => Some(app_channel::AppAddress::Socket(socket.clone())),
-        (None, Some(port)) => Some(app_channel::AppAddress::Port(port)),
-        (None, None) => None,
-    };
-    let Some(address) = address else {
-        if !declared.is_empty() {
+    let Some(app) = app_channel::App::from_config(config) else {
+        if !declared.is_empty() && config.app_port.is_none() && config.app_socket.is_none() {
             tracing::warn!(
                 "Subscription resources are declared but no --app-port is set; nothing is delivered"
             );
         }
         return;
-    };
-    let app = match config.app_protocol {
-        config::AppProtocol::Http => app_channel::App::Http(Box::new(app_channel::HttpApp::new(
-            address.clone(),
-            config.app_api_token.clone(),
-        ))),
-        config::AppProtocol::Grpc => {
-            match app_channel::GrpcApp::new(address, config.app_api_token.clone()) {
-                Ok(app) => app_channel::App::Grpc(app),
-                Err(why) => {
-                    tracing::error!(reason = %why, "cannot call the gRPC app");
-                    return;
-                }
-            }
-        }
     };
     for binding in runtime.registry.of_block(resources::Block::Bindings) {
         if !binding
@@ -277,7 +257,7 @@ impl Gateway {
             )
             .await?
         };
-        let runtime = Runtime::new(config, registry, shutdown.clone());
+        let runtime = Runtime::new(config, registry, shutdown.clone(), tracker.clone());
         if let Ok(mut features) = runtime.enabled_features.write() {
             *features = configuration.enabled_features;
         }

@@ -20,6 +20,8 @@ pub enum Block {
     Bindings,
     /// `secretstores.*`
     SecretStores,
+    /// `configuration.*`
+    Configuration,
 }
 
 impl Block {
@@ -30,6 +32,7 @@ impl Block {
             Self::PubSub => "pubsub",
             Self::Bindings => "bindings",
             Self::SecretStores => "secretstores",
+            Self::Configuration => "configuration",
         }
     }
 
@@ -41,6 +44,7 @@ impl Block {
             "pubsub" => Self::PubSub,
             "bindings" => Self::Bindings,
             "secretstores" => Self::SecretStores,
+            "configuration" => Self::Configuration,
             _ => return None,
         };
         (!rest.is_empty()).then_some((block, rest))

@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod bulk;
+pub mod configuration;
 pub mod input;
 pub mod pubsub;
 pub mod secrets;
@@ -52,6 +53,7 @@ fn describe(block: Block) -> &'static str {
         Block::PubSub => "pubsub",
         Block::Bindings => "binding",
         Block::SecretStores => "secret store",
+        Block::Configuration => "configuration store",
     }
 }
 

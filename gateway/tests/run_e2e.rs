@@ -107,6 +107,36 @@ async fn run_with_statestore_on_postgresql() {
     .await;
 }
 
+/// Configuration on PostgreSQL under `outrigger run`: the app writes the
+/// table through `bindings.postgresql`, reads it with the SDK and gets the
+/// changes over gRPC and HTTP subscriptions (LISTEN/NOTIFY behind them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_configuration_on_postgresql() {
+    let Ok(url) = std::env::var("OUTRIGGER_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "OUTRIGGER_POSTGRES_URL is not set under CI"
+        );
+        eprintln!("SKIPPED: OUTRIGGER_POSTGRES_URL is not set; run `bash scripts/test.sh`");
+        return;
+    };
+    let resources = tempfile::tempdir().unwrap();
+    let table = format!("cfg_e2e_{}", std::process::id());
+    let yaml = format!(
+        "kind: Component\nmetadata: {{name: configstore}}\nspec:\n  type: configuration.postgresql\n  version: v1\n  metadata:\n  - {{name: connectionString, value: \"{url}\"}}\n  - {{name: table, value: {table}}}\n---\nkind: Component\nmetadata: {{name: pgdb}}\nspec:\n  type: bindings.postgresql\n  version: v1\n  metadata:\n  - {{name: connectionString, value: \"{url}\"}}\n",
+    );
+    std::fs::write(resources.path().join("components.yaml"), yaml).unwrap();
+    let path = resources.path().display().to_string();
+    run_script_with_env(
+        "config_app.py",
+        "configuration app checks passed",
+        &["--resources-path", &path],
+        None,
+        &[("CONFIG_TABLE", &table)],
+    )
+    .await;
+}
+
 async fn run_app(token: Option<&str>) {
     run_script("run_app.py", "outrigger run app checks passed", &[], token).await;
 }

@@ -12,6 +12,8 @@
 //!   callback services (`AppCallback`, `AppCallbackHealthCheck`, `AppCallbackAlpha`).
 //! - [`dapr::proto::components::v1`]: the pluggable-component services
 //!   (state, pub/sub, bindings, secret store).
+//! - [`outrigger::components::v1`]: our own `ConfigurationStore` component
+//!   service (Dapr has no pluggable protocol for configuration stores).
 //! - [`durabletask`]: the Durable Task protocol (`TaskHubSidecarService`)
 //!   that Dapr's workflow SDKs speak. It has no proto package, so its method
 //!   paths are `/TaskHubSidecarService/<Rpc>`.
@@ -44,6 +46,18 @@ pub mod dapr {
             pub mod v1 {
                 tonic::include_proto!("dapr.proto.components.v1");
             }
+        }
+    }
+}
+
+/// Outrigger's own packages, for what Dapr's protocols do not cover.
+#[allow(missing_docs, unreachable_pub, clippy::all, rust_2018_idioms)]
+pub mod outrigger {
+    /// `outrigger.components.*`
+    pub mod components {
+        /// `outrigger.components.v1`: the configuration-store component service.
+        pub mod v1 {
+            tonic::include_proto!("outrigger.components.v1");
         }
     }
 }

@@ -25,11 +25,13 @@ struct Index {
     services: BTreeMap<String, ServiceDescriptorProto>,
 }
 
-/// Packages outside the comparison: Google's own types, and the components
-/// protocol, which the Python SDK does not ship.
+/// Packages outside the comparison: Google's own types, the components
+/// protocol, which the Python SDK does not ship, and our own packages.
 fn compared(file: &FileDescriptorProto) -> bool {
     let package = file.package();
-    !package.starts_with("google.") && !package.starts_with("dapr.proto.components.")
+    !package.starts_with("google.")
+        && !package.starts_with("dapr.proto.components.")
+        && !package.starts_with("outrigger.")
 }
 
 fn prefix(package: &str) -> String {

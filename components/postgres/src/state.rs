@@ -53,7 +53,7 @@ pub struct PgState {
     open: OnceLock<Open>,
 }
 
-fn identifier(key: &str, name: &str) -> Result<String, ComponentError> {
+pub(crate) fn identifier(key: &str, name: &str) -> Result<String, ComponentError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -99,7 +99,7 @@ fn ttl(metadata: &HashMap<String, String>) -> Result<Option<f64>, ComponentError
     }
 }
 
-fn sql(action: &'static str) -> impl Fn(sqlx::Error) -> ComponentError {
+pub(crate) fn sql(action: &'static str) -> impl Fn(sqlx::Error) -> ComponentError {
     move |e| match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
             ComponentError::unavailable(format!("{action}: PostgreSQL is unreachable: {e}"))
@@ -330,7 +330,7 @@ async fn migrate(pool: &PgPool, table: &str, metadata_table: &str) -> Result<(),
     tx.commit().await.map_err(sql("committing the migration"))
 }
 
-fn seconds_or_duration(
+pub(crate) fn seconds_or_duration(
     metadata: &Metadata,
     key: &str,
     seconds_key: &str,
@@ -340,6 +340,31 @@ fn seconds_or_duration(
         return Ok(Duration::from_secs(secs));
     }
     Ok(metadata.duration(key)?.unwrap_or(default))
+}
+
+/// A pool on `url`, or an Init error naming `connectionString`.
+pub(crate) async fn connect(
+    url: &str,
+    max_conns: u32,
+    timeout: Duration,
+) -> Result<PgPool, ComponentError> {
+    // sqlx retries a refused connection until the acquire timeout; Init
+    // must answer well within the host's Init timeout instead.
+    let connect = PgPoolOptions::new()
+        .max_connections(max_conns)
+        .acquire_timeout(timeout)
+        .connect(url);
+    tokio::time::timeout(Duration::from_secs(4), connect)
+        .await
+        .map_err(|_| {
+            ComponentError::invalid_argument(
+                "connectionString",
+                "cannot connect: no answer within 4 s",
+            )
+        })?
+        .map_err(|e| {
+            ComponentError::invalid_argument("connectionString", format!("cannot connect: {e}"))
+        })
 }
 
 #[async_trait]
@@ -380,23 +405,7 @@ impl StateStore for PgState {
             Duration::from_secs(3600),
         )?;
         let max_conns = metadata.parse::<u32>("maxConns")?.unwrap_or(10).max(1);
-        // sqlx retries a refused connection until the acquire timeout; Init
-        // must answer well within the host's Init timeout instead.
-        let connect = PgPoolOptions::new()
-            .max_connections(max_conns)
-            .acquire_timeout(timeout)
-            .connect(url);
-        let pool = tokio::time::timeout(Duration::from_secs(4), connect)
-            .await
-            .map_err(|_| {
-                ComponentError::invalid_argument(
-                    "connectionString",
-                    "cannot connect: no answer within 4 s",
-                )
-            })?
-            .map_err(|e| {
-                ComponentError::invalid_argument("connectionString", format!("cannot connect: {e}"))
-            })?;
+        let pool = connect(url, max_conns, timeout).await?;
         migrate(&pool, &table, &metadata_table).await?;
 
         let stop = CancellationToken::new();

@@ -17,6 +17,8 @@ use outrigger_proto::runtime as pb;
 use super::Runtime;
 use crate::runtime::state::{Operation, SaveItem};
 
+mod configuration;
+
 /// The `Dapr` service implementation.
 #[derive(Debug, Clone)]
 pub struct DaprService {
@@ -395,6 +397,56 @@ impl pb::dapr_server::Dapr for DaprService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetConfiguration"))]
+    async fn get_configuration(
+        &self,
+        request: Request<pb::GetConfigurationRequest>,
+    ) -> Result<Response<pb::GetConfigurationResponse>, Status> {
+        configuration::get(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeConfiguration"))]
+    async fn subscribe_configuration(
+        &self,
+        request: Request<pb::SubscribeConfigurationRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::SubscribeConfigurationResponse>>, Status>
+    {
+        configuration::subscribe(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "UnsubscribeConfiguration"))]
+    async fn unsubscribe_configuration(
+        &self,
+        request: Request<pb::UnsubscribeConfigurationRequest>,
+    ) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
+        configuration::unsubscribe(&self.rt, request.into_inner())
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetConfigurationAlpha1"))]
+    async fn get_configuration_alpha1(
+        &self,
+        request: Request<pb::GetConfigurationRequest>,
+    ) -> Result<Response<pb::GetConfigurationResponse>, Status> {
+        configuration::get(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeConfigurationAlpha1"))]
+    async fn subscribe_configuration_alpha1(
+        &self,
+        request: Request<pb::SubscribeConfigurationRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::SubscribeConfigurationResponse>>, Status>
+    {
+        configuration::subscribe(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "UnsubscribeConfigurationAlpha1"))]
+    async fn unsubscribe_configuration_alpha1(
+        &self,
+        request: Request<pb::UnsubscribeConfigurationRequest>,
+    ) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
+        configuration::unsubscribe(&self.rt, request.into_inner())
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]

@@ -5,6 +5,7 @@
 //! over the limit and unreadable bodies become `ERR_BODY_READ`.
 
 mod bindings;
+mod configuration;
 mod metadata;
 mod pubsub;
 mod secrets;
@@ -72,6 +73,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
             post(pubsub::bulk_publish).put(pubsub::bulk_publish),
         )
+        .merge(configuration_routes("/v1.0"))
+        .merge(configuration_routes("/v1.0-alpha1"))
         .fallback(unimplemented)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
@@ -80,6 +83,27 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         ))
         .layer(middleware::from_fn(trace))
         .with_state(runtime)
+}
+
+/// The configuration API under one version prefix.
+fn configuration_routes(version: &str) -> Router<Arc<Runtime>> {
+    Router::new()
+        .route(
+            &format!("{version}/configuration/{{store}}"),
+            get(configuration::get),
+        )
+        .route(
+            &format!("{version}/configuration/{{store}}/subscribe"),
+            get(configuration::subscribe),
+        )
+        .route(
+            &format!("{version}/configuration/{{store}}/{{id}}/unsubscribe"),
+            get(configuration::unsubscribe),
+        )
+        .route(
+            &format!("{version}/configuration/{{store}}/unsubscribe/{{id}}"),
+            get(configuration::unsubscribe_by_path),
+        )
 }
 
 async fn trace(request: Request, next: Next) -> Response {

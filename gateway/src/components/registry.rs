@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::Channel;
 
 use outrigger_proto::components as pb;
+use outrigger_proto::outrigger::components::v1 as config_pb;
 
 use super::channel::{self, Instance, Intercepted};
 use super::discovery::{self, Discovered};
@@ -76,6 +77,9 @@ pub enum RegistryError {
     },
 }
 
+/// Our own configuration-store service (Dapr has no pluggable one).
+const CONFIGURATION_SERVICE: &str = "outrigger.components.v1.ConfigurationStore";
+
 fn block_services(block: Block) -> &'static [&'static str] {
     match block {
         Block::State => &["dapr.proto.components.v1.StateStore"],
@@ -85,6 +89,7 @@ fn block_services(block: Block) -> &'static [&'static str] {
             "dapr.proto.components.v1.OutputBinding",
         ],
         Block::SecretStores => &["dapr.proto.components.v1.SecretStore"],
+        Block::Configuration => &[CONFIGURATION_SERVICE],
     }
 }
 
@@ -138,6 +143,13 @@ impl Component {
     /// Secret store client.
     pub fn secrets(&self) -> pb::secret_store_client::SecretStoreClient<Intercepted> {
         pb::secret_store_client::SecretStoreClient::new(self.intercepted())
+    }
+
+    /// Configuration store client.
+    pub fn configuration(
+        &self,
+    ) -> config_pb::configuration_store_client::ConfigurationStoreClient<Intercepted> {
+        config_pb::configuration_store_client::ConfigurationStoreClient::new(self.intercepted())
     }
 
     /// Output binding client.
@@ -237,6 +249,15 @@ impl Component {
                         .into_inner()
                         .features
                 }
+                Block::Configuration => {
+                    let mut c = self.configuration();
+                    c.init(config_pb::ConfigurationStoreInitRequest { metadata })
+                        .await?;
+                    c.features(pb::FeaturesRequest {})
+                        .await?
+                        .into_inner()
+                        .features
+                }
                 Block::Bindings => {
                     if self.serves("dapr.proto.components.v1.InputBinding") {
                         pb::input_binding_client::InputBindingClient::new(self.intercepted())
@@ -276,6 +297,11 @@ impl Component {
             Block::State => self.state().ping(pb::PingRequest {}).await.map(drop),
             Block::PubSub => self.pubsub().ping(pb::PingRequest {}).await.map(drop),
             Block::SecretStores => self.secrets().ping(pb::PingRequest {}).await.map(drop),
+            Block::Configuration => self
+                .configuration()
+                .ping(pb::PingRequest {})
+                .await
+                .map(drop),
             Block::Bindings => {
                 if self.serves("dapr.proto.components.v1.OutputBinding") {
                     self.output_binding()

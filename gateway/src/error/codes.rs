@@ -87,6 +87,18 @@ catalogue! {
     ERR_PUBSUB_EVENTS_SER = BAD_REQUEST, InvalidArgument;
     /// Metadata update failed.
     ERR_METADATA_SET = BAD_REQUEST, InvalidArgument;
+    /// Unknown configuration store.
+    ERR_CONFIGURATION_STORE_NOT_FOUND = BAD_REQUEST, InvalidArgument;
+    /// No configuration store is configured.
+    ERR_CONFIGURATION_STORE_NOT_CONFIGURED = INTERNAL_SERVER_ERROR, FailedPrecondition;
+    /// Reading configuration failed.
+    ERR_CONFIGURATION_GET = INTERNAL_SERVER_ERROR, Internal;
+    /// Subscribing to configuration failed.
+    ERR_CONFIGURATION_SUBSCRIBE = INTERNAL_SERVER_ERROR, Internal;
+    /// Ending a configuration subscription failed (unknown id).
+    ERR_CONFIGURATION_UNSUBSCRIBE = INTERNAL_SERVER_ERROR, Internal;
+    /// Configuration updates for an HTTP app need `--app-port`.
+    ERR_APP_CHANNEL_NIL = INTERNAL_SERVER_ERROR, Internal;
 }
 
 #[cfg(test)]
