@@ -1,6 +1,7 @@
 //! The case lists, one module per block.
 
 mod bindings;
+mod configuration;
 mod pubsub;
 mod secrets;
 mod state;
@@ -10,6 +11,10 @@ use std::pin::Pin;
 
 use crate::Block;
 use crate::harness::Ctx;
+
+/// The pseudo-operation of cases that change configuration items through
+/// the suite's writer command: they run exactly when one is given.
+pub(crate) const WRITER: &str = "writer";
 
 /// A boxed case future.
 pub(crate) type CaseFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -39,6 +44,7 @@ pub(crate) fn for_block(block: Block) -> Vec<Case> {
         Block::Pubsub => pubsub::cases(),
         Block::Bindings => bindings::cases(),
         Block::Secrets => secrets::cases(),
+        Block::Configuration => configuration::cases(),
     }
 }
 

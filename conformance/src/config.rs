@@ -18,6 +18,8 @@ pub enum Block {
     Bindings,
     /// Secret store.
     Secrets,
+    /// Configuration store (Outrigger's `outrigger.components.v1` protocol).
+    Configuration,
 }
 
 impl Block {
@@ -28,6 +30,7 @@ impl Block {
             Self::Pubsub => "pubsub",
             Self::Bindings => "bindings",
             Self::Secrets => "secrets",
+            Self::Configuration => "configuration",
         }
     }
 
@@ -38,6 +41,7 @@ impl Block {
             "pubsub" => Some(Self::Pubsub),
             "bindings" => Some(Self::Bindings),
             "secrets" | "secretstores" => Some(Self::Secrets),
+            "configuration" => Some(Self::Configuration),
             _ => None,
         }
     }
@@ -82,7 +86,7 @@ impl Target {
 pub struct SuiteConfig {
     /// Declared capabilities: state `etag`, `first-write`, `transaction`,
     /// `ttl`, `query`; pubsub `durable`, `ordering`, `bulk`, `ttl`;
-    /// bindings `output`, `input`; secrets `bulk`.
+    /// bindings `output`, `input`; secrets `bulk`; configuration `subscribe`.
     pub operations: BTreeSet<String>,
     /// Only cases whose name contains this.
     pub filter: Option<String>,
@@ -92,8 +96,14 @@ pub struct SuiteConfig {
     pub bad_metadata: HashMap<String, String>,
     /// Output binding calls to make: operation → data.
     pub invoke: Vec<(String, Vec<u8>)>,
+    /// Request metadata sent with each of those calls (e.g. `sql`).
+    pub invoke_metadata: HashMap<String, String>,
     /// Secrets that must exist: name → key/value pairs.
     pub secrets: HashMap<String, HashMap<String, String>>,
+    /// Configuration stores have no write rpc: a shell command (`sh -c`)
+    /// that sets item `$CONFIGURATION_KEY` to `$CONFIGURATION_VALUE` in the
+    /// backend. Cases that change items are skipped without it.
+    pub writer: Option<String>,
 }
 
 impl Default for SuiteConfig {
@@ -104,7 +114,9 @@ impl Default for SuiteConfig {
             case_timeout: Duration::from_secs(30),
             bad_metadata: HashMap::new(),
             invoke: Vec::new(),
+            invoke_metadata: HashMap::new(),
             secrets: HashMap::new(),
+            writer: None,
         }
     }
 }
@@ -145,9 +157,14 @@ pub struct FileConfig {
     /// Output binding calls: operation → data (text).
     #[serde(default)]
     pub invoke: HashMap<String, String>,
+    /// Request metadata for those calls.
+    #[serde(default)]
+    pub invoke_metadata: HashMap<String, String>,
     /// Secrets that must exist.
     #[serde(default)]
     pub secrets: HashMap<String, HashMap<String, String>>,
+    /// Shell command setting a configuration item (see [`SuiteConfig::writer`]).
+    pub writer: Option<String>,
 }
 
 /// A config file that cannot be used.
@@ -194,7 +211,9 @@ impl FileConfig {
             .into_iter()
             .map(|(op, data)| (op, data.into_bytes()))
             .collect();
+        config.invoke_metadata = self.invoke_metadata;
         config.secrets = self.secrets;
+        config.writer = self.writer;
         Some((target, config))
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
 use outrigger_proto::components as pb;
+use outrigger_proto::outrigger::components::v1 as config_pb;
 use tokio::net::UnixStream;
 use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
@@ -99,6 +100,17 @@ impl Ctx {
                     .into_inner()
                     .features)
             }
+            Block::Configuration => {
+                let mut c = self.configuration();
+                c.init(self.req(config_pb::ConfigurationStoreInitRequest { metadata }))
+                    .await
+                    .map_err(|s| status("Init", &s))?;
+                Ok(c.features(self.req(pb::FeaturesRequest {}))
+                    .await
+                    .map_err(|s| status("Features", &s))?
+                    .into_inner()
+                    .features)
+            }
             Block::Bindings => {
                 let mut ops = Vec::new();
                 if self.config.operations.contains("input") {
@@ -170,6 +182,12 @@ impl Ctx {
 
     pub(crate) fn output(&self) -> pb::output_binding_client::OutputBindingClient<Channel> {
         pb::output_binding_client::OutputBindingClient::new(self.channel.clone())
+    }
+
+    pub(crate) fn configuration(
+        &self,
+    ) -> config_pb::configuration_store_client::ConfigurationStoreClient<Channel> {
+        config_pb::configuration_store_client::ConfigurationStoreClient::new(self.channel.clone())
     }
 
     pub(crate) fn input(&self) -> pb::input_binding_client::InputBindingClient<Channel> {

@@ -58,7 +58,18 @@ pub async fn run(target: &Target, config: &SuiteConfig) -> Report {
         {
             continue;
         }
-        if let Some(op) = case.needs
+        if case.needs == Some(cases::WRITER) {
+            if config.writer.is_none() {
+                report.push(
+                    case.name.to_owned(),
+                    Outcome::Skip(
+                        "needs a writer command (`writer:` / --writer) to change items".into(),
+                    ),
+                    Duration::ZERO,
+                );
+                continue;
+            }
+        } else if let Some(op) = case.needs
             && !config.operations.contains(op)
             && !cases::advertised_as(target.block, op, &advertised)
         {

@@ -23,7 +23,7 @@ struct Cli {
     /// The component's Unix socket.
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Block to test: state, pubsub, bindings, secrets.
+    /// Block to test: state, pubsub, bindings, secrets, configuration.
     #[arg(long)]
     block: Option<String>,
     /// Component instance name (x-component-instance); random by default.
@@ -41,6 +41,10 @@ struct Cli {
     /// Per-case timeout in seconds.
     #[arg(long = "case-timeout")]
     case_timeout: Option<u64>,
+    /// Configuration stores: a shell command that sets item
+    /// `$CONFIGURATION_KEY` to `$CONFIGURATION_VALUE` in the backend.
+    #[arg(long)]
+    writer: Option<String>,
     /// A YAML file with the same settings (flags override it).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -60,16 +64,18 @@ fn setup(cli: Cli) -> Result<(Target, SuiteConfig, bool), String> {
             let block = cli
                 .block
                 .as_deref()
-                .ok_or("--block is required (state, pubsub, bindings, secrets)")?;
+                .ok_or("--block is required (state, pubsub, bindings, secrets, configuration)")?;
             let block = Block::parse(block).ok_or_else(|| {
-                format!("--block {block:?} is not state, pubsub, bindings or secrets")
+                format!(
+                    "--block {block:?} is not state, pubsub, bindings, secrets or configuration"
+                )
             })?;
             (Target::new(socket, block), SuiteConfig::default())
         }
     };
     if let Some(block) = &cli.block {
         target.block = Block::parse(block).ok_or_else(|| {
-            format!("--block {block:?} is not state, pubsub, bindings or secrets")
+            format!("--block {block:?} is not state, pubsub, bindings, secrets or configuration")
         })?;
     }
     if let Some(instance) = cli.instance {
@@ -86,6 +92,9 @@ fn setup(cli: Cli) -> Result<(Target, SuiteConfig, bool), String> {
         .extend(cli.operations.into_iter().filter(|o| !o.is_empty()));
     if cli.filter.is_some() {
         config.filter = cli.filter;
+    }
+    if cli.writer.is_some() {
+        config.writer = cli.writer;
     }
     if let Some(secs) = cli.case_timeout {
         config.case_timeout = Duration::from_secs(secs);

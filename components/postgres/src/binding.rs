@@ -10,8 +10,18 @@ use std::sync::Mutex;
 use outrigger_component_sdk::bindings::{InvokeRequest, InvokeResponse, OutputBinding};
 use outrigger_component_sdk::{ComponentError, Metadata, async_trait};
 use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
+
+use crate::state::{check_keys, connect, seconds_or_duration};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row};
+
+/// Metadata keys `Init` accepts.
+const KEYS: &[&str] = &[
+    "connectionString",
+    "maxConns",
+    "timeout",
+    "timeoutInSeconds",
+];
 
 /// The PostgreSQL output binding. Configure with `Init` (`connectionString`).
 #[derive(Default)]
@@ -75,21 +85,16 @@ impl PgBinding {
 #[async_trait]
 impl OutputBinding for PgBinding {
     async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
+        check_keys(&metadata, KEYS)?;
         let url = metadata.required("connectionString")?.to_owned();
-        let pool = tokio::time::timeout(
-            std::time::Duration::from_secs(4),
-            PgPoolOptions::new().max_connections(5).connect(&url),
-        )
-        .await
-        .map_err(|_| {
-            ComponentError::invalid_argument(
-                "connectionString",
-                "cannot connect: no answer within 4 s",
-            )
-        })?
-        .map_err(|e| {
-            ComponentError::invalid_argument("connectionString", format!("cannot connect: {e}"))
-        })?;
+        let timeout = seconds_or_duration(
+            &metadata,
+            "timeout",
+            "timeoutInSeconds",
+            std::time::Duration::from_secs(20),
+        )?;
+        let max_conns = metadata.parse::<u32>("maxConns")?.unwrap_or(5).max(1);
+        let pool = connect(&url, max_conns, timeout).await?;
         *self
             .url
             .lock()

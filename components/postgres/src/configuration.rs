@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::state::{connect, identifier, seconds_or_duration, sql};
+use crate::state::{check_keys, connect, identifier, seconds_or_duration, sql};
 
 const KEYS: &[&str] = &[
     "connectionString",
@@ -144,17 +144,7 @@ fn parse_notification(payload: &str) -> Option<(String, ConfigurationItem)> {
 impl ConfigurationStore for PgConfiguration {
     #[tracing::instrument(skip_all, fields(component = "configuration.postgresql"))]
     async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
-        let mut keys: Vec<&String> = metadata.properties().keys().collect();
-        keys.sort();
-        if let Some(unknown) = keys
-            .into_iter()
-            .find(|k| !KEYS.iter().any(|known| known.eq_ignore_ascii_case(k)))
-        {
-            return Err(ComponentError::invalid_argument(
-                unknown.clone(),
-                format!("unknown metadata key; accepted: {}", KEYS.join(", ")),
-            ));
-        }
+        check_keys(&metadata, KEYS)?;
         let url = metadata.required("connectionString")?;
         let table = identifier("table", metadata.get("table").unwrap_or("configuration"))?;
         let timeout = seconds_or_duration(

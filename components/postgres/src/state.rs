@@ -342,6 +342,22 @@ pub(crate) fn seconds_or_duration(
     Ok(metadata.duration(key)?.unwrap_or(default))
 }
 
+/// An Init error naming the first metadata key not in `known` (any case).
+pub(crate) fn check_keys(metadata: &Metadata, known: &[&str]) -> Result<(), ComponentError> {
+    let mut keys: Vec<&String> = metadata.properties().keys().collect();
+    keys.sort();
+    match keys
+        .into_iter()
+        .find(|k| !known.iter().any(|known| known.eq_ignore_ascii_case(k)))
+    {
+        Some(unknown) => Err(ComponentError::invalid_argument(
+            unknown.clone(),
+            format!("unknown metadata key; accepted: {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A pool on `url`, or an Init error naming `connectionString`.
 pub(crate) async fn connect(
     url: &str,
@@ -371,19 +387,7 @@ pub(crate) async fn connect(
 impl StateStore for PgState {
     #[tracing::instrument(skip_all, fields(component = "state.postgresql"))]
     async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
-        let mut keys: Vec<&String> = metadata.properties().keys().collect();
-        keys.sort();
-        if let Some(unknown) = keys.into_iter().find(|k| {
-            !KEYS
-                .iter()
-                .chain(GENERIC_KEYS)
-                .any(|known| known.eq_ignore_ascii_case(k))
-        }) {
-            return Err(ComponentError::invalid_argument(
-                unknown.clone(),
-                format!("unknown metadata key; accepted: {}", KEYS.join(", ")),
-            ));
-        }
+        check_keys(&metadata, &[KEYS, GENERIC_KEYS].concat())?;
         let url = metadata.required("connectionString")?;
         let table = identifier("tableName", metadata.get("tableName").unwrap_or("state"))?;
         let metadata_table = identifier(

@@ -162,3 +162,44 @@ async fn upgrade_from_schema_version_1_keeps_data() {
         "non-JSON values are kept as they were"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_suite_passes_against_real_postgres() {
+    let Some(url) = url() else { return };
+    let (_dir, socket) = serve().await;
+    let table = format!("cfg_{}", &uuid_like()[..12]);
+    let target = Target::new(&socket, Block::Configuration)
+        .with_metadata("connectionString", url.clone())
+        .with_metadata("table", table.clone());
+    let mut config = SuiteConfig::with_operations(["subscribe"]);
+    config.bad_metadata = [("table".to_owned(), "no; drop".to_owned())].into();
+    // The suite changes items through psql (Debian's client, beside the server).
+    config.writer = Some(format!(
+        "psql -q -v ON_ERROR_STOP=1 '{url}' -c \"INSERT INTO {table} (key, value, version) \
+         VALUES ('$CONFIGURATION_KEY', '$CONFIGURATION_VALUE', '1') ON CONFLICT (key) DO UPDATE \
+         SET value = excluded.value, version = ({table}.version::int + 1)::text\""
+    ));
+    let report = run(&target, &config).await;
+    eprintln!("{}", report.table());
+    assert_pass(&report);
+    assert_eq!(report.passed(), 7, "{}", report.table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_suite_passes_against_real_postgres() {
+    let Some(url) = url() else { return };
+    let (_dir, socket) = serve().await;
+    let target = Target::new(&socket, Block::Bindings).with_metadata("connectionString", url);
+    let mut config = SuiteConfig::with_operations(["output"]);
+    config.invoke = vec![
+        ("exec".to_owned(), Vec::new()),
+        ("query".to_owned(), Vec::new()),
+        ("close".to_owned(), Vec::new()),
+    ];
+    config.invoke_metadata = [("sql".to_owned(), "SELECT 1".to_owned())].into();
+    config.bad_metadata = [("noSuchKey".to_owned(), "x".to_owned())].into();
+    let report = run(&target, &config).await;
+    eprintln!("{}", report.table());
+    assert_pass(&report);
+    assert!(report.passed() >= 4, "{}", report.table());
+}

@@ -1,6 +1,5 @@
 //! Binding cases: output operations and the input `Read` stream.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use outrigger_proto::components as pb;
@@ -64,7 +63,7 @@ async fn invoke(ctx: Ctx) -> Result<(), String> {
     for (op, data) in &ctx.config.invoke {
         let req = pb::InvokeRequest {
             data: data.clone(),
-            metadata: HashMap::new(),
+            metadata: ctx.config.invoke_metadata.clone(),
             operation: op.clone(),
         };
         ok(
