@@ -133,8 +133,8 @@ async fn bad_input_gets_dapr_codes_and_changes_nothing() {
     assert_eq!(kept.data, b"v", "rejected requests changed nothing");
 
     let unimplemented = c
-        .subscribe_configuration(pb::SubscribeConfigurationRequest {
-            store_name: "config".into(),
+        .try_lock_alpha1(pb::TryLockRequest {
+            store_name: "lockstore".into(),
             ..Default::default()
         })
         .await

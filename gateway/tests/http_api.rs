@@ -424,7 +424,10 @@ async fn secrets_bindings_metadata_health() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["echo", "pubsub", "statestore", "vault"]);
+    assert_eq!(
+        names,
+        ["configstore", "echo", "pubsub", "statestore", "vault"]
+    );
     let state = meta["components"]
         .as_array()
         .unwrap()

@@ -244,6 +244,7 @@ impl ConfigurationApi {
         keys: Vec<String>,
         metadata: HashMap<String, String>,
     ) -> Result<String, ApiError> {
+        self.store(store_name)?;
         let Some(app) = self.app.clone() else {
             return Err(ApiError::new(
                 codes::ERR_APP_CHANNEL_NIL,

@@ -97,7 +97,7 @@ def secrets_bindings_metadata(d):
     meta = d.get_metadata()
     assert meta.application_id == "test-app", meta.application_id
     names = sorted(c.name for c in meta.registered_components)
-    assert names == ["echo", "pubsub", "statestore", "vault"], names
+    assert names == ["configstore", "echo", "pubsub", "statestore", "vault"], names
     assert meta.extended_metadata.get("owner") == "python-sdk"
 
 

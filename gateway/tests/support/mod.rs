@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use outrigger::config::{AppProtocol, Config};
 use outrigger_component_sdk::bindings::{InvokeRequest, InvokeResponse, OutputBinding};
+use outrigger_component_sdk::configuration::{
+    ConfigurationItem, ConfigurationRequest, ConfigurationStore, Items, UpdateStream,
+};
 use outrigger_component_sdk::pubsub::{MessageStream, PubSub, PublishRequest, Topic};
 use outrigger_component_sdk::secrets::{Secret, SecretStore};
 use outrigger_component_sdk::{ComponentError, ComponentServer, Metadata, async_trait};
@@ -97,6 +100,34 @@ impl PubSub for Recorder {
     }
 }
 
+/// A configuration store holding `color` = red (version 1); its
+/// subscriptions stay open and quiet (the PostgreSQL tests cover changes).
+pub struct Palette;
+
+#[async_trait]
+impl ConfigurationStore for Palette {
+    async fn init(&self, _: Metadata) -> Result<(), ComponentError> {
+        Ok(())
+    }
+    async fn get(&self, request: ConfigurationRequest) -> Result<Items, ComponentError> {
+        let all = Items::from([(
+            "color".to_owned(),
+            ConfigurationItem {
+                value: "red".into(),
+                version: "1".into(),
+                metadata: HashMap::new(),
+            },
+        )]);
+        Ok(all
+            .into_iter()
+            .filter(|(k, _)| request.keys.is_empty() || request.keys.contains(k))
+            .collect())
+    }
+    async fn subscribe(&self, _: ConfigurationRequest) -> Result<UpdateStream, ComponentError> {
+        Ok(Box::pin(tokio_stream::pending()))
+    }
+}
+
 const RESOURCES: &str = r#"
 apiVersion: dapr.io/v1alpha1
 kind: Component
@@ -135,6 +166,14 @@ metadata:
   name: pubsub
 spec:
   type: pubsub.recorder
+  version: v1
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: configstore
+spec:
+  type: configuration.palette
   version: v1
 "#;
 
@@ -182,6 +221,7 @@ impl Stack {
         let server = ComponentServer::new(&sockets)
             .service("memory", |s| s.state_store(MemoryStore::default))
             .service("vault", |s| s.secret_store(|| Vault))
+            .service("palette", |s| s.configuration_store(|| Palette))
             .service("echo", |s| {
                 s.output_binding(|| Echo {
                     password: std::sync::Mutex::new(String::new()),
@@ -193,7 +233,7 @@ impl Stack {
             });
         let stop = components_stop.clone();
         tokio::spawn(server.serve(async move { stop.cancelled().await }));
-        for name in ["memory", "vault", "echo", "recorder"] {
+        for name in ["memory", "vault", "echo", "recorder", "palette"] {
             let path: PathBuf = sockets.join(format!("{name}.sock"));
             for _ in 0..500 {
                 if tokio::net::UnixStream::connect(&path).await.is_ok() {
