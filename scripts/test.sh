@@ -50,6 +50,8 @@ runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t
   -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
   start >/dev/null
 export OUTRIGGER_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+# The restart test runs a server of its own with these binaries.
+export OUTRIGGER_PG_BIN="$PG_BIN"
 
 # --- Rust checks -------------------------------------------------------------
 step "cargo fmt --check"

@@ -100,11 +100,26 @@ fn ttl(metadata: &HashMap<String, String>) -> Result<Option<f64>, ComponentError
 }
 
 pub(crate) fn sql(action: &'static str) -> impl Fn(sqlx::Error) -> ComponentError {
-    move |e| match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            ComponentError::unavailable(format!("{action}: PostgreSQL is unreachable: {e}"))
+    move |e| {
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient
+        // resources) and 57 (operator intervention: the server is shutting
+        // down or restarting) mean "try again later", not a bad request.
+        let transient = match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57")),
+            _ => false,
+        };
+        if transient {
+            ComponentError::unavailable(format!("{action}: PostgreSQL is unavailable: {e}"))
+        } else {
+            ComponentError::internal(format!("{action}: {e}"))
         }
-        _ => ComponentError::internal(format!("{action}: {e}")),
     }
 }
 
