@@ -235,6 +235,18 @@ impl PgState {
     async fn in_transaction(&self, ops: Vec<TransactionOperation>) -> Result<(), ComponentError> {
         let open = self.open()?;
         let work = async {
+            // One operation is one statement, atomic on its own: skip the
+            // BEGIN/COMMIT round trips.
+            if let [_] = ops.as_slice() {
+                let mut conn = open.pool.acquire().await.map_err(sql("connecting"))?;
+                return match ops.into_iter().next() {
+                    Some(TransactionOperation::Set(r)) => set_in(&mut conn, &open.table, r).await,
+                    Some(TransactionOperation::Delete(r)) => {
+                        delete_in(&mut conn, &open.table, r).await
+                    }
+                    None => Ok(()),
+                };
+            }
             let mut tx = open
                 .pool
                 .begin()
