@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Channel;
 
 use outrigger_proto::components as pb;
 use outrigger_proto::outrigger::components::v1 as config_pb;
@@ -41,7 +40,7 @@ pub struct Component {
     pub socket: PathBuf,
     /// Services its socket lists.
     pub services: Vec<String>,
-    channel: Channel,
+    channel: channel::UdsChannel,
     instance: Instance,
     features: RwLock<Vec<String>>,
     readiness: RwLock<Readiness>,
