@@ -92,12 +92,7 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_one_postgresql() {
-    let Ok(url) = std::env::var("OUTRIGGER_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "OUTRIGGER_POSTGRES_URL is not set under CI"
-        );
-        eprintln!("SKIPPED: OUTRIGGER_POSTGRES_URL is not set; run `bash scripts/test.sh`");
+    let Some(url) = support::postgres_url() else {
         return;
     };
     let table = format!("two_gw_{}", std::process::id());

@@ -3,6 +3,8 @@
 //! stops everything when the app exits, leaving no process or socket behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -80,12 +82,7 @@ async fn run_serves_a_streaming_subscription() {
 /// `outrigger-postgres` for the `state.postgresql` type.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_statestore_on_postgresql() {
-    let Ok(url) = std::env::var("OUTRIGGER_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "OUTRIGGER_POSTGRES_URL is not set under CI"
-        );
-        eprintln!("SKIPPED: OUTRIGGER_POSTGRES_URL is not set; run `bash scripts/test.sh`");
+    let Some(url) = support::postgres_url() else {
         return;
     };
     let resources = tempfile::tempdir().unwrap();
@@ -112,12 +109,7 @@ async fn run_with_statestore_on_postgresql() {
 /// changes over gRPC and HTTP subscriptions (LISTEN/NOTIFY behind them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_with_configuration_on_postgresql() {
-    let Ok(url) = std::env::var("OUTRIGGER_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "OUTRIGGER_POSTGRES_URL is not set under CI"
-        );
-        eprintln!("SKIPPED: OUTRIGGER_POSTGRES_URL is not set; run `bash scripts/test.sh`");
+    let Some(url) = support::postgres_url() else {
         return;
     };
     let resources = tempfile::tempdir().unwrap();

@@ -266,3 +266,19 @@ impl Drop for Stack {
         self.components_stop.cancel();
     }
 }
+
+/// `OUTRIGGER_POSTGRES_URL`, set by `scripts/test.sh`; outside it a loud
+/// skip (`None`), and under CI a failure.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("OUTRIGGER_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "OUTRIGGER_POSTGRES_URL is not set under CI"
+            );
+            eprintln!("SKIPPED: OUTRIGGER_POSTGRES_URL is not set; run `bash scripts/test.sh`");
+            None
+        }
+    }
+}
