@@ -15,6 +15,7 @@ use crate::components::{Readiness, Registry};
 use crate::config::Config;
 use crate::runtime::bindings::BindingsApi;
 use crate::runtime::configuration::ConfigurationApi;
+use crate::runtime::invoke::InvokeApi;
 use crate::runtime::pubsub::PubSubApi;
 use crate::runtime::secrets::SecretsApi;
 use crate::runtime::state::StateApi;
@@ -36,6 +37,8 @@ pub struct Runtime {
     pub pubsub: PubSubApi,
     /// Configuration block.
     pub configuration: ConfigurationApi,
+    /// Service invocation.
+    pub invoke: InvokeApi,
     /// Attributes set with `PUT /v1.0/metadata/{key}`.
     pub extended: RwLock<BTreeMap<String, String>>,
     /// Features enabled by the `Configuration` file.
@@ -70,11 +73,21 @@ impl Runtime {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
-        let http_app = match crate::app_channel::App::from_config(&config) {
-            Some(crate::app_channel::App::Http(app)) => Some(*app),
+        let app = crate::app_channel::App::from_config(&config);
+        let http_app = match &app {
+            Some(crate::app_channel::App::Http(app)) => Some((**app).clone()),
             _ => None,
         };
         Arc::new(Self {
+            invoke: InvokeApi::new(
+                config.app_id.clone(),
+                app,
+                config
+                    .registry_folder
+                    .as_ref()
+                    .map(crate::nameresolution::LocalRegistry::new),
+                config.api_token.clone(),
+            ),
             configuration: ConfigurationApi::new(
                 Arc::clone(&registry),
                 http_app,

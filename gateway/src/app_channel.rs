@@ -104,15 +104,31 @@ impl HttpApp {
         body: Vec<u8>,
         headers: &std::collections::HashMap<String, String>,
     ) -> Result<AppReply, String> {
+        let mut all: Vec<(String, String)> =
+            vec![("content-type".to_owned(), content_type.to_owned())];
+        all.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let (status, _, body) = self.call_full(method, path, &all, body).await?;
+        Ok(AppReply { status, body })
+    }
+
+    /// Call `method path` (which may carry a query string) with exactly
+    /// `headers` and `body`; the app's status, headers and body.
+    ///
+    /// # Errors
+    /// As for [`HttpApp::call`], and an unusable method or path.
+    pub async fn call_full(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {
             format!("/{path}")
         };
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(self.uri(&path))
-            .header(http::header::CONTENT_TYPE, content_type);
+        let mut request = http::Request::builder().method(method).uri(self.uri(&path));
         if let Some(token) = &self.token {
             request = request.header("dapr-api-token", token);
         }
@@ -138,13 +154,18 @@ impl HttpApp {
             .map_err(|_| format!("the app did not answer {method} {path} within {APP_TIMEOUT:?}"))?
             .map_err(|e| format!("calling the app ({:?}) at {path}: {e}", self.address))?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
         let body = response
             .into_body()
             .collect()
             .await
             .map(|b| b.to_bytes().to_vec())
             .unwrap_or_default();
-        Ok(AppReply { status, body })
+        Ok((status, headers, body))
     }
 }
 

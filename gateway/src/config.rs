@@ -99,6 +99,10 @@ pub struct GatewayArgs {
     /// Seconds to wait for a component's Init before reporting it not ready.
     #[arg(long = "component-init-timeout", default_value_t = 5)]
     pub component_init_timeout_secs: u64,
+    /// Folder where the gateways of one machine register their app ids for
+    /// service invocation (default `~/.outrigger/registry`).
+    #[arg(long = "registry-folder", env = "OUTRIGGER_REGISTRY_FOLDER")]
+    pub registry_folder: Option<PathBuf>,
 }
 
 /// How the app's health is probed.
@@ -164,6 +168,8 @@ pub struct Config {
     pub api_token: Option<String>,
     /// Token the gateway presents to the app (`APP_API_TOKEN`).
     pub app_api_token: Option<String>,
+    /// Local name-resolution folder; `None` when there is no home folder.
+    pub registry_folder: Option<PathBuf>,
 }
 
 /// Invalid configuration; the message names the flag or file.
@@ -305,6 +311,11 @@ impl GatewayArgs {
             component_init_timeout: Duration::from_secs(self.component_init_timeout_secs.max(1)),
             api_token: env("DAPR_API_TOKEN").filter(|t| !t.is_empty()),
             app_api_token: env("APP_API_TOKEN").filter(|t| !t.is_empty()),
+            registry_folder: self.registry_folder.or_else(|| {
+                env("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|home| PathBuf::from(home).join(".outrigger/registry"))
+            }),
         })
     }
 }

@@ -13,7 +13,9 @@
 //! - [`config`]: flags and environment, validated before binding.
 //! - [`resources`]: Dapr resource YAML.
 //! - [`components`]: discovery, channels, registry (init, ping, re-init).
-//! - [`runtime`]: building-block logic (state, secrets, bindings).
+//! - [`runtime`]: building-block logic (state, secrets, bindings,
+//!   configuration, service invocation).
+//! - [`nameresolution`]: how gateways on one machine find each other.
 //! - [`api`]: HTTP and gRPC adapters.
 //! - [`error`]: the one API error and the code catalogue.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -26,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod launcher;
 pub mod metrics;
+pub mod nameresolution;
 pub mod resiliency;
 pub mod resources;
 pub mod runtime;
@@ -205,6 +208,7 @@ pub struct Gateway {
     /// Shared runtime.
     pub runtime: Arc<Runtime>,
     tracker: TaskTracker,
+    registration: Option<nameresolution::Registration>,
 }
 
 impl Gateway {
@@ -282,10 +286,18 @@ impl Gateway {
             dapr,
             api::grpc::TokenCheck(runtime.config.api_token.clone()),
         );
+        let peer_calls = tonic::service::interceptor::InterceptedService::new(
+            outrigger_proto::outrigger::internal::v1::gateway_invoke_server::GatewayInvokeServer::new(
+                api::grpc::GatewayInvokeService::new(Arc::clone(&runtime)),
+            )
+            .max_decoding_message_size(limit),
+            api::grpc::TokenCheck(runtime.config.api_token.clone()),
+        );
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_service(dapr)
+                .add_service(peer_calls)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                     async move {
@@ -334,6 +346,23 @@ impl Gateway {
             shutdown.clone(),
         );
 
+        // Found by other gateways on this machine for service invocation.
+        let registration = runtime.config.registry_folder.as_ref().and_then(|folder| {
+            let reachable = match grpc_addr.ip() {
+                ip if ip.is_unspecified() => SocketAddr::new(
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    grpc_addr.port(),
+                ),
+                _ => grpc_addr,
+            };
+            nameresolution::LocalRegistry::new(folder)
+                .register(&runtime.config.app_id, reachable)
+                .map_err(|err| {
+                    tracing::warn!(folder = %folder.display(), error = %err, "cannot register for service invocation; other apps cannot call this one");
+                })
+                .ok()
+        });
+
         runtime.outbound_ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");
         Ok(Self {
@@ -341,12 +370,15 @@ impl Gateway {
             grpc_addr,
             runtime,
             tracker,
+            registration,
         })
     }
 
     /// Wait until shutdown has completed (all servers and supervisors done).
-    pub async fn wait(self) {
+    pub async fn wait(mut self) {
         self.runtime.shutdown.cancelled().await;
+        // Stop being found before the servers wind down.
+        self.registration.take();
         self.tracker.close();
         self.tracker.wait().await;
     }

@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod bulk;
 pub mod configuration;
 pub mod input;
+pub mod invoke;
 pub mod pubsub;
 pub mod secrets;
 pub mod state;

@@ -323,7 +323,7 @@ async fn bad_input_gets_dapr_error_codes() {
     let unimplemented = call(
         &stack,
         Method::POST,
-        "/v1.0/invoke/other/method/x",
+        "/v1.0-alpha1/lock/lockstore",
         "{}",
         &[],
     )

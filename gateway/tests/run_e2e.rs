@@ -129,6 +129,21 @@ async fn run_with_configuration_on_postgresql() {
     .await;
 }
 
+/// The official SDK's `invoke_method` through the gateway to the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_service_invocation_to_the_app() {
+    let registry = tempfile::tempdir().unwrap();
+    let folder = registry.path().display().to_string();
+    run_script_with_env(
+        "invoke_app.py",
+        "invoke app checks passed",
+        &["--registry-folder", &folder],
+        None,
+        &[],
+    )
+    .await;
+}
+
 async fn run_app(token: Option<&str>) {
     run_script("run_app.py", "outrigger run app checks passed", &[], token).await;
 }

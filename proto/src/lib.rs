@@ -60,6 +60,13 @@ pub mod outrigger {
             tonic::include_proto!("outrigger.components.v1");
         }
     }
+    /// `outrigger.internal.*`
+    pub mod internal {
+        /// `outrigger.internal.v1`: gateway-to-gateway service invocation.
+        pub mod v1 {
+            tonic::include_proto!("outrigger.internal.v1");
+        }
+    }
 }
 
 /// The Durable Task protocol (Dapr's fork), which declares no proto package.

@@ -18,6 +18,9 @@ use super::Runtime;
 use crate::runtime::state::{Operation, SaveItem};
 
 mod configuration;
+mod invoke;
+
+pub use invoke::GatewayInvokeService;
 
 /// The `Dapr` service implementation.
 #[derive(Debug, Clone)]
@@ -447,6 +450,14 @@ impl pb::dapr_server::Dapr for DaprService {
         request: Request<pb::UnsubscribeConfigurationRequest>,
     ) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
         configuration::unsubscribe(&self.rt, request.into_inner())
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "InvokeService"))]
+    async fn invoke_service(
+        &self,
+        request: Request<pb::InvokeServiceRequest>,
+    ) -> Result<Response<common_pb::InvokeResponse>, Status> {
+        invoke::invoke_service(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]

@@ -6,6 +6,7 @@
 
 mod bindings;
 mod configuration;
+mod invoke;
 mod metadata;
 mod pubsub;
 mod secrets;
@@ -73,6 +74,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
             post(pubsub::bulk_publish).put(pubsub::bulk_publish),
         )
+        .route(
+            "/v1.0/invoke/{app_id}/method/{*method}",
+            axum::routing::any(invoke::invoke),
+        )
         .merge(configuration_routes("/v1.0"))
         .merge(configuration_routes("/v1.0-alpha1"))
         .fallback(unimplemented)
@@ -139,12 +144,45 @@ async fn check_token(
     next.run(request).await
 }
 
-/// Routes Dapr has and this gateway does not yet: 501 with Dapr's code.
-async fn unimplemented(request: Request) -> Response {
-    let path = request.uri().path();
+/// Routes Dapr has and this gateway does not yet: 501 with Dapr's code. A
+/// request elsewhere with a `dapr-app-id` header is a service invocation.
+async fn unimplemented(State(runtime): State<Arc<Runtime>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
     let known = ["/v1.0/", "/v1.0-alpha1/", "/v1.0-alpha2/", "/v1.0-beta1/"]
         .iter()
         .any(|p| path.starts_with(p));
+    let target = request
+        .headers()
+        .get("dapr-app-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(app_id) = target
+        && !known
+    {
+        let (parts, payload) = request.into_parts();
+        let limit = runtime.config.max_body_bytes;
+        let bytes = match axum::body::to_bytes(payload, limit).await {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                return ApiError::new(
+                    codes::ERR_BODY_READ,
+                    format!("failed to read request body: {err}"),
+                )
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::InvalidArgument)
+                .into_response();
+            }
+        };
+        return invoke::by_header(
+            &runtime,
+            &app_id,
+            parts.method,
+            parts.uri,
+            parts.headers,
+            bytes,
+        )
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    }
     if known {
         ApiError::new(
             codes::ERR_API_UNIMPLEMENTED,

@@ -97,6 +97,8 @@ catalogue! {
     ERR_CONFIGURATION_SUBSCRIBE = INTERNAL_SERVER_ERROR, Internal;
     /// Ending a configuration subscription failed (unknown id).
     ERR_CONFIGURATION_UNSUBSCRIBE = INTERNAL_SERVER_ERROR, Internal;
+    /// Service invocation failed before the callee app answered.
+    ERR_DIRECT_INVOKE = INTERNAL_SERVER_ERROR, Internal;
     /// Configuration updates for an HTTP app need `--app-port`.
     ERR_APP_CHANNEL_NIL = INTERNAL_SERVER_ERROR, Internal;
 }

@@ -206,6 +206,7 @@ pub fn config(dir: &std::path::Path, token: Option<&str>) -> Config {
         component_init_timeout: Duration::from_secs(5),
         api_token: token.map(str::to_owned),
         app_api_token: None,
+        registry_folder: Some(dir.join("registry")),
     }
 }
 

@@ -1,0 +1,109 @@
+//! `InvokeService` on the Dapr API, and the gateway-to-gateway
+//! `GatewayInvoke/CallLocal` that a peer gateway uses to reach this app.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use outrigger_proto::common as common_pb;
+use outrigger_proto::outrigger::internal::v1 as internal_pb;
+use outrigger_proto::runtime as pb;
+
+use crate::api::Runtime;
+use crate::runtime::invoke::{Call, grpc_code_of};
+
+/// `InvokeService`: the request's `http_extension` gives verb (POST when
+/// absent) and query; an app answer that is not 2xx becomes an error
+/// status carrying the app's body.
+pub(super) async fn invoke_service(
+    rt: &Runtime,
+    r: pb::InvokeServiceRequest,
+) -> Result<Response<common_pb::InvokeResponse>, Status> {
+    let message = r
+        .message
+        .ok_or_else(|| Status::invalid_argument("message: the invoke request is missing"))?;
+    let (verb, query) = match message.http_extension {
+        Some(ext) => {
+            let verb = common_pb::http_extension::Verb::try_from(ext.verb)
+                .ok()
+                .filter(|v| *v != common_pb::http_extension::Verb::None)
+                .map_or("POST", |v| v.as_str_name());
+            (verb.to_owned(), ext.querystring)
+        }
+        None => ("POST".to_owned(), String::new()),
+    };
+    let mut headers = Vec::new();
+    if !message.content_type.is_empty() {
+        headers.push(("content-type".to_owned(), message.content_type.clone()));
+    }
+    let call = Call {
+        method: message.method,
+        verb,
+        query,
+        headers,
+        body: message.data.map(|d| d.value).unwrap_or_default(),
+    };
+    let reply = rt.invoke.invoke(&r.id, call).await?;
+    let code = grpc_code_of(reply.status);
+    if code != tonic::Code::Ok {
+        return Err(Status::new(
+            code,
+            format!(
+                "the app answered {}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ),
+        ));
+    }
+    Ok(Response::new(common_pb::InvokeResponse {
+        content_type: reply.content_type().unwrap_or_default().to_owned(),
+        data: Some(prost_types::Any {
+            type_url: String::new(),
+            value: reply.body,
+        }),
+    }))
+}
+
+/// The peer-facing service.
+#[derive(Debug, Clone)]
+pub struct GatewayInvokeService {
+    rt: Arc<Runtime>,
+}
+
+impl GatewayInvokeService {
+    /// Over `rt`.
+    pub fn new(rt: Arc<Runtime>) -> Self {
+        Self { rt }
+    }
+}
+
+#[tonic::async_trait]
+impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService {
+    #[tracing::instrument(skip_all, fields(rpc.method = "CallLocal"))]
+    async fn call_local(
+        &self,
+        request: Request<internal_pb::LocalCall>,
+    ) -> Result<Response<internal_pb::LocalReply>, Status> {
+        let r = request.into_inner();
+        if r.app_id != self.rt.config.app_id {
+            // A stale registry entry: the port is now someone else's.
+            return Err(Status::unavailable(format!(
+                "this gateway serves {}, not {}",
+                self.rt.config.app_id, r.app_id
+            )));
+        }
+        let call = Call {
+            method: r.method,
+            verb: r.verb,
+            query: r.query,
+            headers: r.headers.into_iter().collect(),
+            body: r.body,
+        };
+        let reply = self.rt.invoke.call_app(call).await?;
+        Ok(Response::new(internal_pb::LocalReply {
+            status: u32::from(reply.status),
+            headers: reply.headers.into_iter().collect(),
+            body: reply.body,
+        }))
+    }
+}

@@ -1,0 +1,343 @@
+//! Service invocation: call a method of an app by its id.
+//!
+//! A call for this gateway's own app id goes straight to the app. Any other
+//! id is resolved through the local registry ([`crate::nameresolution`]) and
+//! sent to that app's gateway over gRPC (`outrigger.internal.v1.GatewayInvoke`,
+//! HTTP/2, one pooled connection per peer), which calls its app; the app's
+//! status, headers and body come back unchanged, so errors keep the callee's
+//! status. Peers that cannot be reached are skipped for the next entry.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tonic::transport::Channel;
+
+use outrigger_proto::common as common_pb;
+use outrigger_proto::outrigger::internal::v1 as pb;
+
+use crate::app_channel::App;
+use crate::error::{ApiError, codes};
+use crate::nameresolution::LocalRegistry;
+
+/// Request headers never forwarded: hop-by-hop ones and the caller's token.
+const DROPPED: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "dapr-api-token",
+    "dapr-app-id",
+];
+
+/// One call: what the caller's app asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Call {
+    /// The method path (after `/method/`).
+    pub method: String,
+    /// HTTP verb.
+    pub verb: String,
+    /// Query string, without `?`.
+    pub query: String,
+    /// Headers to pass on.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// The callee app's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (hop-by-hop ones removed).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The `content-type` header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn forwarded(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(k, _)| !DROPPED.iter().any(|d| k.eq_ignore_ascii_case(d)))
+        .collect()
+}
+
+/// The invocation API of one gateway.
+#[derive(Debug, Clone)]
+pub struct InvokeApi {
+    app_id: String,
+    app: Option<App>,
+    names: Option<LocalRegistry>,
+    token: Option<tonic::metadata::AsciiMetadataValue>,
+    peers: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
+}
+
+fn direct_invoke(message: String) -> ApiError {
+    ApiError::new(codes::ERR_DIRECT_INVOKE, message)
+}
+
+impl InvokeApi {
+    /// For `app_id`'s gateway; `app` is its app, `names` the local registry,
+    /// `token` (`DAPR_API_TOKEN`) is presented to peer gateways.
+    pub fn new(
+        app_id: String,
+        app: Option<App>,
+        names: Option<LocalRegistry>,
+        token: Option<String>,
+    ) -> Self {
+        Self {
+            app_id,
+            app,
+            names,
+            token: token.and_then(|t| tonic::metadata::AsciiMetadataValue::try_from(t).ok()),
+            peers: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether `target` names this gateway's own app (`id` or `id.namespace`).
+    fn is_local(&self, target: &str) -> bool {
+        target == self.app_id
+            || target
+                .split_once('.')
+                .is_some_and(|(app, _)| app == self.app_id)
+    }
+
+    /// Call `call.method` of app `target`.
+    ///
+    /// # Errors
+    /// `ERR_DIRECT_INVOKE` when the app cannot be found or reached; an app
+    /// that answers, whatever its status, is a [`Reply`].
+    #[tracing::instrument(skip_all, fields(block = "invoke", app_id = target, method = %call.method))]
+    pub async fn invoke(&self, target: &str, mut call: Call) -> Result<Reply, ApiError> {
+        crate::metrics::timed("invoke", "invoke", async {
+            if target.is_empty() {
+                return Err(ApiError::new(
+                    codes::ERR_DIRECT_INVOKE,
+                    "app id: must not be empty",
+                )
+                .with_status(http::StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument));
+            }
+            call.headers = forwarded(std::mem::take(&mut call.headers));
+            if self.is_local(target) {
+                return self.call_app(call).await;
+            }
+            let Some(names) = &self.names else {
+                return Err(direct_invoke(format!(
+                    "failed to invoke, id: {target}: no name resolution is configured"
+                )));
+            };
+            let peers = names.resolve(target);
+            if peers.is_empty() {
+                return Err(direct_invoke(format!(
+                    "failed to invoke, id: {target}, err: couldn't find service: {target}"
+                )));
+            }
+            let mut last = String::new();
+            for peer in peers {
+                match self.call_peer(peer.grpc, &peer.app_id, &call).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(status) if status.code() == tonic::Code::Unavailable => {
+                        tracing::debug!(peer = %peer.grpc, reason = %status.message(), "peer gateway unreachable; trying the next");
+                        last = status.message().to_owned();
+                    }
+                    Err(status) => {
+                        return Err(direct_invoke(format!(
+                            "failed to invoke, id: {target}: {}",
+                            status.message()
+                        )));
+                    }
+                }
+            }
+            Err(direct_invoke(format!(
+                "failed to invoke, id: {target}: no gateway of it answered ({last})"
+            )))
+        })
+        .await
+    }
+
+    async fn call_peer(
+        &self,
+        addr: SocketAddr,
+        app_id: &str,
+        call: &Call,
+    ) -> Result<Reply, tonic::Status> {
+        let channel = {
+            let mut peers = self
+                .peers
+                .lock()
+                .map_err(|_| tonic::Status::internal("peer table poisoned"))?;
+            match peers.get(&addr) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = tonic::transport::Endpoint::try_from(format!("http://{addr}"))
+                        .map_err(|e| tonic::Status::internal(e.to_string()))?
+                        .connect_timeout(std::time::Duration::from_secs(2))
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    peers.insert(addr, channel.clone());
+                    channel
+                }
+            }
+        };
+        let mut request = tonic::Request::new(pb::LocalCall {
+            app_id: app_id.to_owned(),
+            method: call.method.clone(),
+            verb: call.verb.clone(),
+            query: call.query.clone(),
+            headers: call.headers.iter().cloned().collect(),
+            body: call.body.clone(),
+        });
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert(crate::api::http::TOKEN_HEADER, token.clone());
+        }
+        let reply = pb::gateway_invoke_client::GatewayInvokeClient::new(channel)
+            .call_local(request)
+            .await?
+            .into_inner();
+        Ok(Reply {
+            status: u16::try_from(reply.status).unwrap_or(500),
+            headers: reply.headers.into_iter().collect(),
+            body: reply.body,
+        })
+    }
+
+    /// Call this gateway's own app (also what a peer's `CallLocal` does).
+    ///
+    /// # Errors
+    /// `ERR_DIRECT_INVOKE` when there is no app or it cannot be reached.
+    pub async fn call_app(&self, call: Call) -> Result<Reply, ApiError> {
+        let Some(app) = &self.app else {
+            return Err(direct_invoke(format!(
+                "failed to invoke, id: {}: the app has no --app-port to call",
+                self.app_id
+            )));
+        };
+        match app {
+            App::Http(http) => {
+                let path = if call.query.is_empty() {
+                    format!("/{}", call.method)
+                } else {
+                    format!("/{}?{}", call.method, call.query)
+                };
+                let (status, headers, body) = http
+                    .call_full(&call.verb, &path, &call.headers, call.body)
+                    .await
+                    .map_err(|why| {
+                        direct_invoke(format!("failed to invoke, id: {}: {why}", self.app_id))
+                    })?;
+                Ok(Reply {
+                    status,
+                    headers: headers
+                        .into_iter()
+                        .filter(|(k, _)| {
+                            ![
+                                "connection",
+                                "transfer-encoding",
+                                "content-length",
+                                "keep-alive",
+                            ]
+                            .iter()
+                            .any(|d| k.eq_ignore_ascii_case(d))
+                        })
+                        .collect(),
+                    body,
+                })
+            }
+            App::Grpc(grpc) => {
+                use common_pb::http_extension::Verb;
+                let content_type = call
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let verb =
+                    Verb::from_str_name(&call.verb.to_ascii_uppercase()).unwrap_or(Verb::Post);
+                let request = common_pb::InvokeRequest {
+                    method: call.method,
+                    data: Some(prost_types::Any {
+                        type_url: String::new(),
+                        value: call.body,
+                    }),
+                    content_type,
+                    http_extension: Some(common_pb::HttpExtension {
+                        verb: verb as i32,
+                        querystring: call.query,
+                    }),
+                };
+                match grpc.client().on_invoke(grpc.request(request)).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        let mut headers = Vec::new();
+                        if !reply.content_type.is_empty() {
+                            headers.push(("content-type".to_owned(), reply.content_type));
+                        }
+                        Ok(Reply {
+                            status: 200,
+                            headers,
+                            body: reply.data.map(|d| d.value).unwrap_or_default(),
+                        })
+                    }
+                    Err(status) => Ok(Reply {
+                        status: http_status_of(status.code()),
+                        headers: vec![("content-type".to_owned(), "text/plain".to_owned())],
+                        body: status.message().as_bytes().to_vec(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP status for a gRPC app's error code (as grpc-gateway maps them).
+fn http_status_of(code: tonic::Code) -> u16 {
+    use tonic::Code;
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::ResourceExhausted => 429,
+        Code::Cancelled => 499,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        Code::Unknown | Code::Internal | Code::DataLoss => 500,
+    }
+}
+
+/// The gRPC code for an HTTP app's error status (for `InvokeService`).
+pub fn grpc_code_of(status: u16) -> tonic::Code {
+    use tonic::Code;
+    match status {
+        200..=299 => Code::Ok,
+        400 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        409 => Code::Aborted,
+        429 => Code::ResourceExhausted,
+        501 => Code::Unimplemented,
+        503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Unknown,
+    }
+}

@@ -1,0 +1,204 @@
+//! Service invocation between two real gateways found through one local
+//! registry folder, each in front of its own HTTP app: path, query, headers,
+//! body and the callee's status pass through, on HTTP (`/v1.0/invoke`, the
+//! `dapr-app-id` header) and gRPC (`InvokeService`); stale registry entries
+//! are skipped; unknown apps get `ERR_DIRECT_INVOKE`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, RawQuery};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::response::IntoResponse;
+use http_body_util::BodyExt;
+use outrigger_proto::common as common_pb;
+use outrigger_proto::runtime as pb;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// An app that answers `/echo` with what it got, `/fail` with 418, and
+/// `/orders/{id}` with the id.
+async fn app(name: &'static str) -> u16 {
+    let router = axum::Router::new()
+        .route(
+            "/echo",
+            axum::routing::any(
+                move |method: Method,
+                      RawQuery(query): RawQuery,
+                      headers: HeaderMap,
+                      body: String| async move {
+                    let seen = headers
+                        .get("x-caller")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    (
+                        StatusCode::CREATED,
+                        [("x-served-by", name)],
+                        format!(
+                            "{name} {method} {} {seen} {body}",
+                            query.unwrap_or_default()
+                        ),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/fail",
+            axum::routing::post(|| async {
+                (StatusCode::IM_A_TEAPOT, "no coffee").into_response()
+            }),
+        )
+        .route(
+            "/orders/{id}",
+            axum::routing::get(|UrlPath(id): UrlPath<String>| async move { format!("order {id}") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
+}
+
+async fn gateway(app_id: &str, app_port: u16, registry: &Path, dir: &Path) -> outrigger::Gateway {
+    std::fs::create_dir_all(dir.join("resources")).unwrap();
+    let mut config = support::config(dir, None);
+    config.app_id = app_id.into();
+    config.app_port = Some(app_port);
+    config.registry_folder = Some(registry.to_path_buf());
+    outrigger::Gateway::start(config, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+async fn http(
+    gateway: &outrigger::Gateway,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = outrigger::api::http::router(std::sync::Arc::clone(&gateway.runtime))
+        .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_invoke_each_other() {
+    let registry = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = gateway("app-a", app("a").await, registry.path(), dir_a.path()).await;
+    let b = gateway("app-b", app("b").await, registry.path(), dir_b.path()).await;
+
+    // A stale entry of a dead gateway for app-b is skipped (and removed).
+    let stale = registry.path().join("app-b/999999999-1.json");
+    std::fs::write(
+        &stale,
+        r#"{"appId":"app-b","grpc":"127.0.0.1:1","pid":999999999}"#,
+    )
+    .unwrap();
+
+    let (status, headers, body) = http(
+        &a,
+        Method::PUT,
+        "/v1.0/invoke/app-b/method/echo?size=L",
+        &[("x-caller", "tester"), ("content-type", "text/plain")],
+        "hello",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, "b PUT size=L tester hello");
+    assert_eq!(headers["x-served-by"], "b");
+    assert!(!stale.exists(), "the stale entry was removed");
+
+    // The callee's error status comes back unchanged.
+    let (status, _, body) = http(&a, Method::POST, "/v1.0/invoke/app-b/method/fail", &[], "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::IM_A_TEAPOT, "no coffee")
+    );
+
+    // Method paths with slashes, the namespace form, and the header form.
+    let (status, _, body) = http(
+        &b,
+        Method::GET,
+        "/v1.0/invoke/app-a.default/method/orders/42",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "order 42"));
+    let (status, _, body) = http(
+        &a,
+        Method::GET,
+        "/orders/7",
+        &[("dapr-app-id", "app-b")],
+        "",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "order 7"));
+
+    // Calling one's own app id goes straight to the app.
+    let (_, headers, _) = http(&a, Method::POST, "/v1.0/invoke/app-a/method/echo", &[], "").await;
+    assert_eq!(headers["x-served-by"], "a");
+
+    // Unknown app.
+    let (status, _, body) =
+        http(&a, Method::POST, "/v1.0/invoke/nobody/method/echo", &[], "").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
+    assert!(
+        body["message"].as_str().unwrap().contains("nobody"),
+        "{body}"
+    );
+
+    // gRPC InvokeService, as the SDKs' invoke_method over gRPC sends it.
+    let mut c = pb::dapr_client::DaprClient::connect(format!("http://{}", a.grpc_addr))
+        .await
+        .unwrap();
+    let request = |method: &str| pb::InvokeServiceRequest {
+        id: "app-b".into(),
+        message: Some(common_pb::InvokeRequest {
+            method: method.into(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: b"over grpc".to_vec(),
+            }),
+            content_type: "text/plain".into(),
+            http_extension: Some(common_pb::HttpExtension {
+                verb: common_pb::http_extension::Verb::Post as i32,
+                querystring: "q=1".into(),
+            }),
+        }),
+    };
+    let reply = c
+        .invoke_service(request("echo"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.data.unwrap().value, b"b POST q=1  over grpc");
+    assert!(
+        reply.content_type.starts_with("text/plain"),
+        "{}",
+        reply.content_type
+    );
+    let failed = c.invoke_service(request("fail")).await.unwrap_err();
+    assert!(failed.message().contains("418"), "{}", failed.message());
+
+    // A gateway that stopped is no longer found.
+    b.runtime.shutdown.cancel();
+    b.wait().await;
+    let (status, _, _) = http(&a, Method::POST, "/v1.0/invoke/app-b/method/echo", &[], "").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+}
