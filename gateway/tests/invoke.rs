@@ -163,6 +163,19 @@ async fn two_gateways_invoke_each_other() {
         "{body}"
     );
 
+    // A body over the limit is refused before anything is called.
+    let big = "x".repeat(70 * 1024);
+    let (status, _, body) = http(
+        &a,
+        Method::POST,
+        "/v1.0/invoke/app-b/method/echo",
+        &[],
+        &big,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("ERR_BODY_READ"), "{body}");
+
     // gRPC InvokeService, as the SDKs' invoke_method over gRPC sends it.
     let mut c = pb::dapr_client::DaprClient::connect(format!("http://{}", a.grpc_addr))
         .await
