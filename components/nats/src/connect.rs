@@ -102,7 +102,10 @@ pub async fn connect(metadata: &Metadata) -> Result<jetstream::Context, Componen
         }
         (None, None) => {}
     }
-    match (metadata.get("tls_client_cert"), metadata.get("tls_client_key")) {
+    match (
+        metadata.get("tls_client_cert"),
+        metadata.get("tls_client_key"),
+    ) {
         (Some(cert), Some(key)) => {
             options = options
                 .add_client_certificate(PathBuf::from(cert), PathBuf::from(key))
@@ -139,11 +142,6 @@ pub async fn connect(metadata: &Metadata) -> Result<jetstream::Context, Componen
         (None, Some(prefix)) => jetstream::with_prefix(client, prefix),
         (None, None) => jetstream::new(client),
     })
-}
-
-/// A NATS error as a component error: unavailable (retry later).
-pub(crate) fn unavailable(action: &'static str) -> impl Fn(String) -> ComponentError {
-    move |e| ComponentError::unavailable(format!("{action}: {e}"))
 }
 
 /// `name` made safe for a stream, consumer or bucket name: letters, digits,

@@ -45,6 +45,8 @@ const KEYS: &[&str] = &[
     "ackPolicy",
 ];
 
+/// Most messages one pull request asks for.
+const BATCH: usize = 256;
 /// Header carrying the publish content type.
 const CONTENT_TYPE: &str = "Content-Type";
 /// Header asking the broker to expire one message (server ≥ 2.11).
@@ -90,9 +92,8 @@ fn deliver_policy(metadata: &Metadata) -> Result<consumer::DeliverPolicy, Compon
     let start_time = metadata
         .parse::<i64>("startTime")?
         .map(|secs| {
-            time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| {
-                ComponentError::invalid_argument("startTime", format!("{secs}: {e}"))
-            })
+            time::OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| ComponentError::invalid_argument("startTime", format!("{secs}: {e}")))
         })
         .transpose()?;
     let by_sequence = || {
@@ -139,7 +140,11 @@ fn deliver_policy(metadata: &Metadata) -> Result<consumer::DeliverPolicy, Compon
 }
 
 fn ack_policy(metadata: &Metadata) -> Result<consumer::AckPolicy, ComponentError> {
-    match metadata.get("ackPolicy").map(str::to_ascii_lowercase).as_deref() {
+    match metadata
+        .get("ackPolicy")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("explicit") => Ok(consumer::AckPolicy::Explicit),
         Some("all") => Ok(consumer::AckPolicy::All),
         Some("none") => Ok(consumer::AckPolicy::None),
@@ -195,7 +200,8 @@ fn settings(metadata: &Metadata) -> Result<Settings, ComponentError> {
         rate_limit: metadata.parse::<u64>("rateLimit")?.unwrap_or(0),
         heartbeat: metadata
             .duration("hearbeat")?
-            .unwrap_or(Duration::from_secs(5)),
+            .unwrap_or(Duration::from_secs(2))
+            .max(Duration::from_millis(100)),
     })
 }
 
@@ -254,12 +260,14 @@ fn headers(
         headers.insert(name, value);
     }
     if let Some(ct) = content_type.filter(|c| !c.is_empty()) {
-        let value = HeaderValue::from_str(ct).map_err(|_| {
-            ComponentError::invalid_argument("contentType", "cannot hold CR or LF")
-        })?;
+        let value = HeaderValue::from_str(ct)
+            .map_err(|_| ComponentError::invalid_argument("contentType", "cannot hold CR or LF"))?;
         headers.insert(CONTENT_TYPE, value);
     }
-    match metadata.get("ttlInSeconds").map(|v| v.trim().parse::<i64>()) {
+    match metadata
+        .get("ttlInSeconds")
+        .map(|v| v.trim().parse::<i64>())
+    {
         None | Some(Ok(-1)) => {}
         Some(Ok(secs)) if secs > 0 => headers.insert(MESSAGE_TTL, HeaderValue::from(secs)),
         Some(_) => {
@@ -324,11 +332,12 @@ impl Open {
                 }
                 self.remember(config.subjects);
             }
-            Err(e) if matches!(
-                e.kind(),
-                jetstream::context::GetStreamErrorKind::JetStream(ref js)
-                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-            ) =>
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(ref js)
+                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
             {
                 self.create(topic).await?;
             }
@@ -406,6 +415,24 @@ impl Open {
         Ok(())
     }
 
+    /// Create (or update) the durable consumer of `durable` on `topic`.
+    async fn consumer(
+        &self,
+        durable: &str,
+        topic: &str,
+    ) -> Result<consumer::PullConsumer, ComponentError> {
+        self.ensure_subject(topic).await?;
+        let stream = self
+            .js
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(|e| ComponentError::unavailable(format!("looking up the stream: {e}")))?;
+        stream
+            .create_consumer(self.consumer_config(durable, topic))
+            .await
+            .map_err(|e| ComponentError::unavailable(format!("creating consumer {durable}: {e}")))
+    }
+
     fn consumer_config(&self, durable: &str, topic: &str) -> consumer::pull::Config {
         let s = &self.settings;
         consumer::pull::Config {
@@ -425,7 +452,14 @@ impl Open {
 }
 
 /// Pull `topic` for `durable` into `tx` until the host closes the stream or
-/// the component stops. Every error re-creates the consumer and its pull.
+/// the component stops.
+///
+/// Messages come in batches: one pull request at a time, each living at most
+/// `hearbeat`. When the host's stream closes mid-batch, the rest of that
+/// batch is still read and NAKed, so nothing the broker hands to a pull
+/// request nobody reads waits out `ackWait`. Every error re-creates the
+/// consumer (the client reconnects by itself), so the loop outlives broker
+/// restarts.
 async fn pull_loop(
     open: Arc<Open>,
     durable: String,
@@ -434,67 +468,64 @@ async fn pull_loop(
 ) {
     let settings = open.settings.clone();
     let mut retry = Duration::from_millis(100);
+    let mut pull: Option<consumer::PullConsumer> = None;
     loop {
         if tx.is_closed() || open.stop.is_cancelled() {
             return;
         }
-        let messages = async {
-            open.ensure_subject(&topic).await?;
-            let stream = open
-                .js
-                .get_stream(&settings.stream)
-                .await
-                .map_err(|e| e.to_string())
-                .map_err(connect::unavailable("looking up the stream"))?;
-            let consumer: consumer::PullConsumer = stream
-                .create_consumer(open.consumer_config(&durable, &topic))
-                .await
-                .map_err(|e| e.to_string())
-                .map_err(connect::unavailable("creating the consumer"))?;
-            consumer
-                .stream()
-                .max_messages_per_batch(64)
-                .heartbeat(settings.heartbeat)
-                .expires(settings.heartbeat * 6)
-                .messages()
-                .await
-                .map_err(|e| e.to_string())
-                .map_err(connect::unavailable("pulling"))
-        };
-        let mut messages = match messages.await {
-            Ok(m) => m,
-            Err(err) => {
-                open.forget(&topic);
-                tracing::warn!(error = %err, %topic, %durable, ?retry, "subscription not ready; retrying");
-                tokio::select! {
-                    () = open.stop.cancelled() => return,
-                    () = tx.closed() => return,
-                    () = tokio::time::sleep(retry) => {}
+        let consumer = match pull.take() {
+            Some(consumer) => consumer,
+            None => match open.consumer(&durable, &topic).await {
+                Ok(consumer) => consumer,
+                Err(err) => {
+                    open.forget(&topic);
+                    tracing::warn!(error = %err, %topic, %durable, ?retry, "subscription not ready; retrying");
+                    tokio::select! {
+                        () = open.stop.cancelled() => return,
+                        () = tx.closed() => return,
+                        () = tokio::time::sleep(retry) => {}
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(2));
+                    continue;
                 }
+            },
+        };
+        let batch = consumer
+            .batch()
+            .max_messages(BATCH)
+            .expires(settings.heartbeat)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!(error = %err, %topic, %durable, "pull request failed; re-creating the consumer");
+                tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         retry = Duration::from_millis(100);
-        loop {
-            let next = tokio::select! {
-                () = open.stop.cancelled() => return,
-                () = tx.closed() => return,
-                next = messages.next() => next,
-            };
+        let mut healthy = true;
+        while let Some(next) = batch.next().await {
             let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(err)) => {
+                Ok(message) => message,
+                Err(err) => {
                     tracing::warn!(error = %err, %topic, %durable, "pull failed; re-creating the consumer");
+                    healthy = false;
                     break;
                 }
-                None => break,
             };
+            if tx.is_closed() || open.stop.is_cancelled() {
+                // Nobody will answer: hand it back at once.
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                continue;
+            }
             let size = message.payload.len();
             let (delivery, outcome) = Delivery::new(pulled(&message, &topic));
             if tx.send(Ok(delivery)).await.is_err() {
                 let _ = message.ack_with(AckKind::Nak(None)).await;
-                return;
+                continue;
             }
             let (backoff, ack_policy) = (settings.backoff.clone(), settings.ack_policy);
             tokio::spawn(async move {
@@ -511,7 +542,7 @@ async fn pull_loop(
                     return;
                 }
                 if let Err(err) = message.ack_with(kind).await {
-                    // Not acked means redelivered after ackWait: at-least-once holds.
+                    // Not answered means redelivered after ackWait: at-least-once holds.
                     tracing::warn!(error = %err, "answering the broker failed");
                 }
             });
@@ -521,10 +552,10 @@ async fn pull_loop(
                 tokio::time::sleep(pause).await;
             }
         }
-        tokio::select! {
-            () = open.stop.cancelled() => return,
-            () = tx.closed() => return,
-            () = tokio::time::sleep(retry) => {}
+        if healthy {
+            pull = Some(consumer);
+        } else {
+            tokio::time::sleep(retry).await;
         }
     }
 }
@@ -566,7 +597,12 @@ impl PubSub for JetStreamPubSub {
     #[tracing::instrument(skip_all, fields(topic = %req.topic))]
     async fn publish(&self, req: PublishRequest) -> Result<(), ComponentError> {
         self.open()?
-            .publish_one(&req.topic, req.data, &req.metadata, req.content_type.as_deref())
+            .publish_one(
+                &req.topic,
+                req.data,
+                &req.metadata,
+                req.content_type.as_deref(),
+            )
             .await
     }
 
@@ -609,16 +645,7 @@ impl PubSub for JetStreamPubSub {
         let durable = durable_name(&group, &topic.name);
         // Create the consumer now, so a group is registered (and its
         // messages kept) from the moment the subscription is accepted.
-        open.ensure_subject(&topic.name).await?;
-        let stream = open
-            .js
-            .get_stream(&open.settings.stream)
-            .await
-            .map_err(|e| ComponentError::unavailable(format!("looking up the stream: {e}")))?;
-        stream
-            .create_consumer(open.consumer_config(&durable, &topic.name))
-            .await
-            .map_err(|e| ComponentError::unavailable(format!("creating consumer {durable}: {e}")))?;
+        open.consumer(&durable, &topic.name).await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(pull_loop(open, durable, topic.name, tx));
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))

@@ -207,10 +207,9 @@ impl StateStore for KvState {
         };
         match store.delete_expect_revision(&key, expected).await {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(stale(
-                &req.key,
-                req.etag.as_deref().unwrap_or_default(),
-            )),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(stale(&req.key, req.etag.as_deref().unwrap_or_default()))
+            }
             Err(e) => Err(ComponentError::unavailable(format!(
                 "deleting {:?}: {e}",
                 req.key
