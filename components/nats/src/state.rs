@@ -7,6 +7,10 @@
 //! first-write without an ETag is `create`, a delete with an ETag is a
 //! delete marker with an expected revision.
 //!
+//! `ttlInSeconds` is a per-message TTL (`Nats-TTL`, nats-server >= 2.11) on
+//! buckets with history 1: the expired revision disappears and the key reads
+//! as missing. An overwrite without a TTL is a new revision without one.
+//!
 //! Dapr keys (`app||key`, unicode, spaces) are not valid KV keys, so each key
 //! is stored base64url-encoded without padding; the encoding is reversible
 //! and only ever used inside the bucket.
@@ -24,10 +28,18 @@ use crate::connect::{self, sanitize};
 
 const KEYS: &[&str] = &["bucket", "replicas", "history", "memoryStorage"];
 
+struct Open {
+    js: jetstream::Context,
+    store: kv::Store,
+    /// Per-key TTL works: the bucket's stream allows message TTLs, keeps one
+    /// revision per key, and is addressed without a JetStream API prefix.
+    ttl: bool,
+}
+
 /// The KV state store. Configure with `Init`.
 #[derive(Default)]
 pub struct KvState {
-    store: OnceLock<kv::Store>,
+    open: OnceLock<Open>,
 }
 
 /// The bucket key of a Dapr key.
@@ -61,21 +73,150 @@ fn stale(key: &str, etag: &str) -> ComponentError {
     ComponentError::etag_mismatch(format!("key {key:?}: ETag {etag} is not the current one"))
 }
 
-fn no_ttl(metadata: &HashMap<String, String>) -> Result<(), ComponentError> {
+/// `ttlInSeconds` → seconds; `None` for no expiry.
+fn ttl(metadata: &HashMap<String, String>) -> Result<Option<u64>, ComponentError> {
     match metadata.get("ttlInSeconds").map(|v| v.trim()) {
-        None | Some("") | Some("-1") => Ok(()),
-        Some(_) => Err(ComponentError::invalid_argument(
-            "metadata.ttlInSeconds",
-            "this store does not support per-key TTL",
-        )),
+        None | Some("") | Some("-1") => Ok(None),
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Some(secs)),
+            _ => Err(ComponentError::invalid_argument(
+                "metadata.ttlInSeconds",
+                "must be a positive number of seconds, or -1 for none",
+            )),
+        },
     }
 }
 
 impl KvState {
-    fn store(&self) -> Result<&kv::Store, ComponentError> {
-        self.store
+    fn open(&self) -> Result<&Open, ComponentError> {
+        self.open
             .get()
             .ok_or_else(|| ComponentError::failed_precondition("Init has not been called"))
+    }
+}
+
+impl Open {
+    /// Write `value` expiring after `secs`, optionally only over revision
+    /// `expected` (0: only when the key has never been written).
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        secs: u64,
+        expected: Option<u64>,
+    ) -> Result<(), jetstream::context::PublishError> {
+        let subject = format!(
+            "{}{key}",
+            self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix)
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_TTL,
+            secs.to_string().as_str(),
+        );
+        if let Some(expected) = expected {
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                expected.to_string().as_str(),
+            );
+        }
+        self.js
+            .publish_with_headers(subject, headers, value)
+            .await?
+            .await
+            .map(drop)
+    }
+
+    async fn set_with_ttl(
+        &self,
+        req: &SetRequest,
+        key: &str,
+        secs: u64,
+    ) -> Result<(), ComponentError> {
+        use jetstream::context::PublishErrorKind::WrongLastSequence;
+        if !self.ttl {
+            return Err(ComponentError::invalid_argument(
+                "metadata.ttlInSeconds",
+                "this bucket does not support per-key TTL (needs history 1, no domain/apiPrefix, nats-server >= 2.11)",
+            ));
+        }
+        let value = bytes::Bytes::from(req.value.clone());
+        let unavailable = |e: jetstream::context::PublishError| {
+            ComponentError::unavailable(format!("writing {:?}: {e}", req.key))
+        };
+        match (&req.etag, req.concurrency) {
+            (Some(etag), _) => {
+                let expected = revision(etag)?;
+                if expected == 0 {
+                    return Err(stale(&req.key, etag));
+                }
+                match self.put_with_ttl(key, value, secs, Some(expected)).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == WrongLastSequence => Err(stale(&req.key, etag)),
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+            (None, Concurrency::FirstWrite) => {
+                match self.put_with_ttl(key, value.clone(), secs, Some(0)).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.kind() == WrongLastSequence => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+                // Written before: allowed only over a delete marker.
+                let entry = self.store.entry(key).await.map_err(|e| {
+                    ComponentError::unavailable(format!("reading {:?}: {e}", req.key))
+                })?;
+                let exists = || {
+                    ComponentError::etag_mismatch(format!(
+                        "key {:?} exists; first-write concurrency needs its ETag",
+                        req.key
+                    ))
+                };
+                match entry {
+                    Some(e) if e.operation != kv::Operation::Put => {
+                        match self.put_with_ttl(key, value, secs, Some(e.revision)).await {
+                            Ok(()) => Ok(()),
+                            Err(e) if e.kind() == WrongLastSequence => Err(exists()),
+                            Err(e) => Err(unavailable(e)),
+                        }
+                    }
+                    _ => Err(exists()),
+                }
+            }
+            (None, _) => self
+                .put_with_ttl(key, value, secs, None)
+                .await
+                .map_err(unavailable),
+        }
+    }
+}
+
+/// Turn on `allow_msg_ttl` for `stream`; `false` when the server refuses.
+async fn allow_message_ttl(js: &jetstream::Context, stream: &str) -> bool {
+    let mut handle = match js.get_stream(stream).await {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::warn!(error = %e, %stream, "no per-key TTL: cannot read the bucket's stream");
+            return false;
+        }
+    };
+    let mut config = match handle.info().await {
+        Ok(info) => info.config.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, %stream, "no per-key TTL: cannot read the bucket's stream");
+            return false;
+        }
+    };
+    if config.allow_message_ttl {
+        return true;
+    }
+    config.allow_message_ttl = true;
+    match js.update_stream(config).await {
+        Ok(info) => info.config.allow_message_ttl,
+        Err(e) => {
+            tracing::warn!(error = %e, %stream, "no per-key TTL: the server refused allow_msg_ttl");
+            false
+        }
     }
 }
 
@@ -120,20 +261,31 @@ impl StateStore for KvState {
                     ComponentError::unavailable(format!("creating KV bucket {bucket}: {e}"))
                 })?,
         };
-        self.store.set(store).map_err(|_| {
+        // Per-key TTL: allow message TTLs on the bucket's stream (servers
+        // >= 2.11 can turn it on for an existing stream). With more history
+        // an expired revision would uncover an older one, so only history 1.
+        let mut ttl = history == 1 && !store.use_jetstream_prefix;
+        if ttl {
+            ttl = allow_message_ttl(&js, &store.stream_name).await;
+        }
+        self.open.set(Open { js, store, ttl }).map_err(|_| {
             ComponentError::failed_precondition("Init was already called on this instance")
         })
     }
 
     fn features(&self) -> Vec<StateFeature> {
-        vec![StateFeature::Etag]
+        match self.open.get() {
+            Some(open) if open.ttl => vec![StateFeature::Etag, StateFeature::Ttl],
+            _ => vec![StateFeature::Etag],
+        }
     }
 
     #[tracing::instrument(skip_all)]
     async fn get(&self, req: GetRequest) -> Result<Option<StateItem>, ComponentError> {
         let key = check_key(&req.key)?;
         let entry = self
-            .store()?
+            .open()?
+            .store
             .entry(key)
             .await
             .map_err(|e| ComponentError::unavailable(format!("reading {:?}: {e}", req.key)))?;
@@ -149,9 +301,12 @@ impl StateStore for KvState {
 
     #[tracing::instrument(skip_all)]
     async fn set(&self, req: SetRequest) -> Result<(), ComponentError> {
-        let store = self.store()?;
+        let open = self.open()?;
+        let store = &open.store;
         let key = check_key(&req.key)?;
-        no_ttl(&req.metadata)?;
+        if let Some(secs) = ttl(&req.metadata)? {
+            return open.set_with_ttl(&req, &key, secs).await;
+        }
         let value = bytes::Bytes::from(req.value);
         match (&req.etag, req.concurrency) {
             (Some(etag), _) => {
@@ -193,7 +348,7 @@ impl StateStore for KvState {
 
     #[tracing::instrument(skip_all)]
     async fn delete(&self, req: DeleteRequest) -> Result<(), ComponentError> {
-        let store = self.store()?;
+        let store = &self.open()?.store;
         let key = check_key(&req.key)?;
         let expected = match &req.etag {
             Some(etag) => {
@@ -241,7 +396,8 @@ impl StateStore for KvState {
     }
 
     async fn ping(&self) -> Result<(), ComponentError> {
-        self.store()?
+        self.open()?
+            .store
             .status()
             .await
             .map(drop)

@@ -29,7 +29,7 @@ async fn state_suite_passes_against_real_nats() {
     let target = Target::new(&socket, Block::State)
         .with_metadata("natsURL", url)
         .with_metadata("bucket", unique("state"));
-    let mut config = SuiteConfig::with_operations(["etag", "first-write"]);
+    let mut config = SuiteConfig::with_operations(["etag", "first-write", "ttl"]);
     config.bad_metadata = [("bucket".to_owned(), "not a bucket!".to_owned())].into();
     let report = run(&target, &config).await;
     eprintln!("{}", report.table());
