@@ -12,6 +12,7 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
@@ -119,11 +120,12 @@ async fn broker_restart_loses_no_accepted_message() {
         child: None,
     };
     broker.start();
+    let broker = Arc::new(Mutex::new(broker));
 
     let (_dir, socket) = support::serve().await;
     let mut c = client(&socket).await;
     let properties = HashMap::from([
-        ("natsURL".to_owned(), broker.url()),
+        ("natsURL".to_owned(), broker.lock().unwrap().url()),
         ("streamName".to_owned(), "restart".to_owned()),
         ("ackWait".to_owned(), "5s".to_owned()),
         ("hearbeat".to_owned(), "1s".to_owned()),
@@ -174,33 +176,25 @@ async fn broker_restart_loses_no_accepted_message() {
     let mut accepted = BTreeSet::new();
     let mut refused = 0u64;
     let started = Instant::now();
-    let mut outage = Duration::ZERO;
+    let mut restart = None;
+    let mut longest = Duration::ZERO;
     for i in 0..MESSAGES {
         if i == MESSAGES / 2 {
-            broker.kill();
-            let down = Instant::now();
-            // Calls while it is down fail (Unavailable) instead of hanging.
-            let during = publisher
-                .publish(request(pb::PublishRequest {
-                    data: b"during-outage".to_vec(),
-                    pubsub_name: "restart".into(),
-                    topic: "restart.orders".into(),
-                    metadata: HashMap::new(),
-                    content_type: String::new(),
-                }))
-                .await;
-            if let Err(status) = &during {
-                eprintln!(
-                    "publish during the outage: {:?} {}",
-                    status.code(),
-                    status.message()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            broker.start();
-            outage = down.elapsed();
+            // Kill it and restart it 6 s later while publishing goes on:
+            // longer than the 5 s JetStream ack timeout, so some publishes
+            // fail (Unavailable) and are retried; shorter waits are absorbed
+            // by the client, which holds publishes until it reconnects.
+            broker.lock().unwrap().kill();
+            let broker = Arc::clone(&broker);
+            restart = Some(std::thread::spawn(move || {
+                let down = Instant::now();
+                std::thread::sleep(Duration::from_secs(6));
+                broker.lock().unwrap().start();
+                down.elapsed()
+            }));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
+        let attempt = Instant::now();
         loop {
             let result = publisher
                 .publish(request(pb::PublishRequest {
@@ -213,10 +207,14 @@ async fn broker_restart_loses_no_accepted_message() {
                 .await;
             match result {
                 Ok(_) => {
+                    // During the outage the client holds publishes until it
+                    // reconnects (within the 5 s ack timeout) or fails them.
+                    longest = longest.max(attempt.elapsed());
                     accepted.insert(i);
                     break;
                 }
                 Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
                     refused += 1;
                     assert!(
                         Instant::now() < deadline,
@@ -228,6 +226,7 @@ async fn broker_restart_loses_no_accepted_message() {
         }
     }
     let published_in = started.elapsed();
+    let outage = restart.map(|r| r.join().unwrap()).unwrap_or_default();
 
     // Wait until every accepted id came; count duplicates.
     let mut seen = BTreeSet::new();
@@ -255,9 +254,14 @@ async fn broker_restart_loses_no_accepted_message() {
     let unique = seen.len() as u64;
     eprintln!(
         "restart: {} accepted, {unique} distinct received, {deliveries} deliveries, {} duplicates, \
-         {refused} refused publish attempts, outage {outage:?}, published in {published_in:?}",
+         {refused} refused publish attempts, longest publish {longest:?}, outage {outage:?}, \
+         published in {published_in:?}",
         accepted.len(),
         deliveries - unique
     );
     assert_eq!(accepted.len() as u64, MESSAGES);
+    assert!(
+        refused > 0,
+        "no publish failed Unavailable although the outage outlasted the ack timeout"
+    );
 }
