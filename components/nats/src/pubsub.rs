@@ -22,6 +22,7 @@ use outrigger_component_sdk::pubsub::*;
 use outrigger_component_sdk::{ComponentError, Delivery, Metadata, Outcome, async_trait};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 
 use crate::connect::{self, sanitize};
 
@@ -220,6 +221,20 @@ fn check_topic(topic: &str) -> Result<(), ComponentError> {
     }
 }
 
+/// Whether stream subject `pattern` (with `*` and `>` wildcards) covers `subject`.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for p in pattern.split('.') {
+        match (p, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (p, Some(t)) if p == t => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
 /// The durable consumer of `group` on `topic`: a valid consumer name, made
 /// unique with a hash when sanitising changed it.
 fn durable_name(group: &str, topic: &str) -> String {
@@ -311,9 +326,26 @@ impl Open {
             return Ok(());
         }
         let _guard = self.ensure.lock().await;
-        if self.known(topic) {
-            return Ok(());
+        // Another process may create or update the stream at the same time:
+        // a lost race shows up as an error, and the next look-up sees its result.
+        let mut attempt = 0;
+        loop {
+            if self.known(topic) {
+                return Ok(());
+            }
+            attempt += 1;
+            match self.try_ensure(topic).await {
+                Ok(()) => return Ok(()),
+                Err(err) if attempt >= 3 => return Err(err),
+                Err(err) => {
+                    tracing::debug!(error = %err, %topic, "stream set-up raced; looking again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
         }
+    }
+
+    async fn try_ensure(&self, topic: &str) -> Result<(), ComponentError> {
         let name = &self.settings.stream;
         match self.js.get_stream(name).await {
             Ok(mut existing) => {
@@ -322,7 +354,7 @@ impl Open {
                     .await
                     .map_err(|e| ComponentError::unavailable(format!("stream {name}: {e}")))?;
                 let mut config = info.config.clone();
-                if !config.subjects.iter().any(|s| s == topic || s == ">") {
+                if !config.subjects.iter().any(|s| subject_matches(s, topic)) {
                     config.subjects.push(topic.to_owned());
                     self.js.update_stream(config.clone()).await.map_err(|e| {
                         ComponentError::unavailable(format!(
@@ -331,6 +363,7 @@ impl Open {
                     })?;
                 }
                 self.remember(config.subjects);
+                Ok(())
             }
             Err(e)
                 if matches!(
@@ -339,15 +372,12 @@ impl Open {
                         if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
                 ) =>
             {
-                self.create(topic).await?;
+                self.create(topic).await
             }
-            Err(e) => {
-                return Err(ComponentError::unavailable(format!(
-                    "looking up stream {name}: {e}"
-                )));
-            }
+            Err(e) => Err(ComponentError::unavailable(format!(
+                "looking up stream {name}: {e}"
+            ))),
         }
-        Ok(())
     }
 
     async fn create(&self, topic: &str) -> Result<(), ComponentError> {
@@ -374,7 +404,7 @@ impl Open {
     fn known(&self, topic: &str) -> bool {
         self.subjects
             .lock()
-            .map(|s| s.contains(topic) || s.contains(">"))
+            .map(|known| known.iter().any(|s| subject_matches(s, topic)))
             .unwrap_or(false)
     }
 
@@ -647,7 +677,8 @@ impl PubSub for JetStreamPubSub {
         // messages kept) from the moment the subscription is accepted.
         open.consumer(&durable, &topic.name).await?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(pull_loop(open, durable, topic.name, tx));
+        let span = tracing::info_span!("pull", topic = %topic.name, %durable);
+        tokio::spawn(pull_loop(open, durable, topic.name, tx).instrument(span));
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
@@ -672,6 +703,18 @@ mod tests {
         let b = durable_name("app", "a_b");
         assert_ne!(a, b);
         assert!(!a.contains('.'));
+    }
+
+    #[test]
+    fn stream_subjects_with_wildcards_cover_topics() {
+        assert!(subject_matches("orders", "orders"));
+        assert!(subject_matches("orders.*", "orders.eu"));
+        assert!(subject_matches("orders.>", "orders.eu.north"));
+        assert!(subject_matches(">", "anything.at.all"));
+        assert!(!subject_matches("orders.*", "orders.eu.north"));
+        assert!(!subject_matches("orders.*", "orders"));
+        assert!(!subject_matches("orders", "orders.eu"));
+        assert!(!subject_matches("orders.>", "orders"));
     }
 
     #[test]
