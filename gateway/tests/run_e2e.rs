@@ -41,14 +41,82 @@ async fn run_delivers_events_to_a_python_subscriber() {
 
 /// statestore and pubsub as the default would have them, plus a cron binding `clock`.
 fn resources_with_cron() -> tempfile::TempDir {
+    resources_with_pubsub(|db| {
+        format!(
+            "  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n  - {{name: redeliveryDelay, value: 100ms}}\n"
+        )
+    })
+}
+
+/// The same resources with `pubsub`'s spec (type, version, metadata) from `spec(db)`.
+fn resources_with_pubsub(spec: impl Fn(&str) -> String) -> tempfile::TempDir {
     let resources = tempfile::tempdir().unwrap();
     let db = resources.path().join("shared.db");
+    let pubsub = spec(&db.display().to_string());
     let yaml = format!(
-        "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n  - {{name: redeliveryDelay, value: 100ms}}\n---\nkind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 1s\"}}\n---\nkind: Resiliency\nmetadata: {{name: retries}}\nspec:\n  policies:\n    retries:\n      twice: {{policy: constant, duration: 50ms, maxRetries: 2}}\n  targets:\n    components:\n      pubsub:\n        inbound: {{retry: twice}}\n",
+        "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n{pubsub}---\nkind: Component\nmetadata: {{name: statestore}}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{db}\"}}\n---\nkind: Component\nmetadata: {{name: clock}}\nspec:\n  type: bindings.cron\n  version: v1\n  metadata:\n  - {{name: schedule, value: \"@every 1s\"}}\n---\nkind: Resiliency\nmetadata: {{name: retries}}\nspec:\n  policies:\n    retries:\n      twice: {{policy: constant, duration: 50ms, maxRetries: 2}}\n  targets:\n    components:\n      pubsub:\n        inbound: {{retry: twice}}\n",
         db = db.display()
     );
     std::fs::write(resources.path().join("components.yaml"), yaml).unwrap();
     resources
+}
+
+/// The same subscriber with `pubsub` on NATS JetStream: `outrigger run`
+/// starts `outrigger-nats` for the `pubsub.jetstream` type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_delivers_events_to_a_python_subscriber_over_nats() {
+    // A server of its own: the app's topics are fixed names, and subjects
+    // must not overlap with other tests' streams.
+    let Some(server) = std::env::var_os("OUTRIGGER_NATS_SERVER") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "OUTRIGGER_NATS_SERVER is not set under CI"
+        );
+        eprintln!("SKIPPED: OUTRIGGER_NATS_SERVER is not set; run `bash scripts/test.sh`");
+        return;
+    };
+    let store = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nats = NatsServer(
+        std::process::Command::new(server)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let stream = format!("e2e{}", std::process::id());
+    let resources = resources_with_pubsub(|_| {
+        format!(
+            "  type: pubsub.jetstream\n  version: v1\n  metadata:\n  - {{name: natsURL, value: \"{url}\"}}\n  - {{name: streamName, value: {stream}}}\n"
+        )
+    });
+    let path = resources.path().display().to_string();
+    run_script(
+        "subscriber_app.py",
+        "subscriber app checks passed",
+        &["--resources-path", &path],
+        None,
+    )
+    .await;
+}
+
+/// A nats-server process, killed when dropped.
+struct NatsServer(std::process::Child);
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The same with a gRPC subscriber built with `dapr.ext.grpc`.

@@ -109,7 +109,7 @@ with lock:
     assert len(seen["bad"]) == 1, seen["bad"]
     assert seen["poison"] and seen["poison"][0]["data"] == {"bad": True}, seen["poison"]
     assert sorted(e["data"]["b"] for e in seen["bulk"]) == [0, 1, 2], seen["bulk"]
-    assert len(seen["fails"]) == 3, f"maxRetries: 2 is three attempts, not {len(seen['fails'])}"
+    assert len(seen["fails"]) == 3, f"maxRetries: 2 is three attempts, not {len(seen['fails'])}: {[e.get('id') for e in seen['fails']]}"
     assert seen["failed"][0]["data"] == {"doomed": True}, seen["failed"]
     import base64
     assert base64.b64decode(seen["raw"][0]["data_base64"]) == b"raw bytes", seen["raw"]
