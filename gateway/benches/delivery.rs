@@ -53,6 +53,26 @@ async fn publish_all(
     start.elapsed()
 }
 
+/// A pub/sub client on `socket`, once something listens there.
+async fn connect(socket: &std::path::Path) -> pb::pub_sub_client::PubSubClient<Channel> {
+    while tokio::net::UnixStream::connect(socket).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let socket = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::from_static("http://component.invalid")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    pb::pub_sub_client::PubSubClient::new(channel)
+}
+
 /// Run the real gateway over `resources` and `sockets`, delivering `topic`
 /// to an HTTP app in this process; publish `n` messages on `bus` and wait
 /// for all of them to arrive.
@@ -163,22 +183,7 @@ async fn main() {
     tokio::spawn(
         outrigger_local::services(ComponentServer::new(&sockets)).serve(std::future::pending()),
     );
-    let socket = sockets.join("local.sock");
-    while tokio::net::UnixStream::connect(&socket).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let channel = tonic::transport::Endpoint::from_static("http://local.invalid")
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap();
-    let mut bus = pb::pub_sub_client::PubSubClient::new(channel);
+    let mut bus = connect(&sockets.join("local.sock")).await;
     let props = HashMap::from([
         ("databaseFile".to_owned(), db.clone()),
         ("pollInterval".to_owned(), "5ms".to_owned()),
@@ -317,22 +322,7 @@ async fn nats(url: &str, n: usize, origin: Instant) {
     tokio::spawn(
         outrigger_nats::services(ComponentServer::new(&sockets)).serve(std::future::pending()),
     );
-    let socket = sockets.join("nats.sock");
-    while tokio::net::UnixStream::connect(&socket).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let channel = tonic::transport::Endpoint::from_static("http://nats.invalid")
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap();
-    let mut bus = pb::pub_sub_client::PubSubClient::new(channel);
+    let mut bus = connect(&sockets.join("nats.sock")).await;
     let props = HashMap::from([
         ("natsURL".to_owned(), url.to_owned()),
         ("streamName".to_owned(), stream_name.clone()),
