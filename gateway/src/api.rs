@@ -87,6 +87,15 @@ impl Runtime {
                     .as_ref()
                     .map(crate::nameresolution::LocalRegistry::new),
                 config.api_token.clone(),
+                match (config.app_protocol, config.app_port) {
+                    (crate::config::AppProtocol::Grpc, Some(port)) => {
+                        Some(std::net::SocketAddr::new(
+                            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                            port,
+                        ))
+                    }
+                    _ => None,
+                },
             ),
             configuration: ConfigurationApi::new(
                 Arc::clone(&registry),

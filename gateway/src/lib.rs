@@ -293,11 +293,20 @@ impl Gateway {
             .max_decoding_message_size(limit),
             api::grpc::TokenCheck(runtime.config.api_token.clone()),
         );
+        // Calls for any other service are proxied by their dapr-app-id.
+        let proxy_rt = Arc::clone(&runtime);
+        let proxy_client = api::grpc::proxy::client();
+        let routes: tonic::service::Routes = tonic::service::Routes::new(dapr)
+            .add_service(peer_calls)
+            .into_axum_router()
+            .fallback(move |request: axum::extract::Request| {
+                api::grpc::proxy::proxy(Arc::clone(&proxy_rt), proxy_client.clone(), request)
+            })
+            .into();
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = tonic::transport::Server::builder()
-                .add_service(dapr)
-                .add_service(peer_calls)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                     async move {

@@ -215,3 +215,109 @@ async fn two_gateways_invoke_each_other() {
     let (status, _, _) = http(&a, Method::POST, "/v1.0/invoke/app-b/method/echo", &[], "").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// A gRPC app: `AppCallbackHealthCheck` answers, and its `AppCallback` has no
+/// methods at all (every rpc `UNIMPLEMENTED`, from the app itself).
+#[derive(Clone)]
+struct GrpcApp;
+
+#[tonic::async_trait]
+impl pb::app_callback_health_check_server::AppCallbackHealthCheck for GrpcApp {
+    async fn health_check(
+        &self,
+        request: tonic::Request<()>,
+    ) -> Result<tonic::Response<pb::HealthCheckResponse>, tonic::Status> {
+        // The caller's token never reaches the app.
+        assert!(request.metadata().get("dapr-api-token").is_none());
+        Ok(tonic::Response::new(pb::HealthCheckResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::app_callback_server::AppCallback for GrpcApp {}
+
+fn with_app_id<T>(message: T, app_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("dapr-app-id", app_id.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_grpc_calls_are_proxied_by_app_id() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_port = listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(GrpcApp),
+            )
+            .add_service(pb::app_callback_server::AppCallbackServer::new(GrpcApp))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let registry = tempfile::tempdir().unwrap();
+    let (dir_a, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = gateway("app-a", app("a").await, registry.path(), dir_a.path()).await;
+    std::fs::create_dir_all(dir_c.path().join("resources")).unwrap();
+    let mut config = support::config(dir_c.path(), None);
+    config.app_id = "app-c".into();
+    config.app_port = Some(app_port);
+    config.app_protocol = outrigger::config::AppProtocol::Grpc;
+    config.registry_folder = Some(registry.path().to_path_buf());
+    let _c = outrigger::Gateway::start(config, CancellationToken::new())
+        .await
+        .unwrap();
+
+    let channel = tonic::transport::Endpoint::try_from(format!("http://{}", a.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // app → gateway A → gateway C → app C, and back.
+    let mut health =
+        pb::app_callback_health_check_client::AppCallbackHealthCheckClient::new(channel.clone());
+    health
+        .health_check(with_app_id((), "app-c"))
+        .await
+        .expect("proxied through two gateways");
+
+    // The app's own error comes back unchanged.
+    let mut callback = pb::app_callback_client::AppCallbackClient::new(channel.clone());
+    let from_app = callback
+        .on_invoke(with_app_id(common_pb::InvokeRequest::default(), "app-c"))
+        .await
+        .unwrap_err();
+    assert_eq!(from_app.code(), tonic::Code::Unimplemented);
+    assert!(
+        !from_app.message().contains("not served by this gateway"),
+        "{}",
+        from_app.message()
+    );
+
+    // Without dapr-app-id the gateway says it does not serve the service.
+    let unknown = health
+        .health_check(tonic::Request::new(()))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::Unimplemented);
+    assert!(
+        unknown.message().contains("dapr-app-id"),
+        "{}",
+        unknown.message()
+    );
+
+    // An app nobody serves.
+    let nobody = health
+        .health_check(with_app_id((), "nobody"))
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), tonic::Code::Unavailable);
+    assert!(nobody.message().contains("nobody"), "{}", nobody.message());
+    // app-a is an HTTP app: nothing to proxy gRPC to.
+    let http_app = health
+        .health_check(with_app_id((), "app-a"))
+        .await
+        .unwrap_err();
+    assert_eq!(http_app.code(), tonic::Code::Unavailable);
+}

@@ -19,6 +19,7 @@ use crate::runtime::state::{Operation, SaveItem};
 
 mod configuration;
 mod invoke;
+pub mod proxy;
 
 pub use invoke::GatewayInvokeService;
 

@@ -84,6 +84,7 @@ pub struct InvokeApi {
     names: Option<LocalRegistry>,
     token: Option<tonic::metadata::AsciiMetadataValue>,
     peers: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
+    app_grpc: Option<SocketAddr>,
 }
 
 fn direct_invoke(message: String) -> ApiError {
@@ -98,8 +99,10 @@ impl InvokeApi {
         app: Option<App>,
         names: Option<LocalRegistry>,
         token: Option<String>,
+        app_grpc: Option<SocketAddr>,
     ) -> Self {
         Self {
+            app_grpc,
             app_id,
             app,
             names,
@@ -109,7 +112,7 @@ impl InvokeApi {
     }
 
     /// Whether `target` names this gateway's own app (`id` or `id.namespace`).
-    fn is_local(&self, target: &str) -> bool {
+    pub fn is_local(&self, target: &str) -> bool {
         target == self.app_id
             || target
                 .split_once('.')
@@ -167,6 +170,27 @@ impl InvokeApi {
             )))
         })
         .await
+    }
+
+    /// Where a proxied gRPC call for `target` goes: this gateway's gRPC
+    /// app, or the first live gateway of `target`.
+    ///
+    /// # Errors
+    /// A status naming why there is nowhere to send it.
+    pub fn proxy_target(&self, target: &str) -> Result<SocketAddr, tonic::Status> {
+        if self.is_local(target) {
+            return match self.app_grpc {
+                Some(addr) => Ok(addr),
+                None => Err(tonic::Status::unavailable(format!(
+                    "{target} has no gRPC app (--app-protocol grpc --app-port) to proxy to"
+                ))),
+            };
+        }
+        self.names
+            .as_ref()
+            .and_then(|names| names.resolve(target).into_iter().next())
+            .map(|entry| entry.grpc)
+            .ok_or_else(|| tonic::Status::unavailable(format!("couldn't find service: {target}")))
     }
 
     async fn call_peer(
