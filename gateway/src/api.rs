@@ -66,12 +66,14 @@ pub struct ComponentInfo {
 
 impl Runtime {
     /// Build over a registry; background work (configuration update
-    /// pumps) runs on `tracker` until `shutdown`.
+    /// pumps) runs on `tracker` until `shutdown`; `resolver` finds other
+    /// apps' gateways.
     pub fn new(
         config: Config,
         registry: Arc<Registry>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
+        resolver: Option<crate::nameresolution::Resolver>,
     ) -> Arc<Self> {
         let app = crate::app_channel::App::from_config(&config);
         let http_app = match &app {
@@ -82,10 +84,7 @@ impl Runtime {
             invoke: InvokeApi::new(
                 config.app_id.clone(),
                 app,
-                config
-                    .registry_folder
-                    .as_ref()
-                    .map(crate::nameresolution::LocalRegistry::new),
+                resolver,
                 config.api_token.clone(),
                 match (config.app_protocol, config.app_port) {
                     (crate::config::AppProtocol::Grpc, Some(port)) => {

@@ -226,6 +226,16 @@ impl Gateway {
         let resources = resources::load(&config.resources_paths, &config.app_id, |k| {
             std::env::var(k).ok()
         })?;
+        let resolver = nameresolution::Resolver::from_spec(
+            &configuration.spec,
+            config.registry_folder.as_deref(),
+        )
+        .map_err(|err| {
+            GatewayError::Resources(ResourceError::Invalid {
+                path: config.config_file.clone().unwrap_or_default(),
+                reason: err.to_string(),
+            })
+        })?;
         let tracker = TaskTracker::new();
 
         let http_addr = SocketAddr::new(config.listen_address, config.http_port);
@@ -261,7 +271,13 @@ impl Gateway {
             )
             .await?
         };
-        let runtime = Runtime::new(config, registry, shutdown.clone(), tracker.clone());
+        let runtime = Runtime::new(
+            config,
+            registry,
+            shutdown.clone(),
+            tracker.clone(),
+            resolver,
+        );
         if let Ok(mut features) = runtime.enabled_features.write() {
             *features = configuration.enabled_features;
         }

@@ -1,3 +1,11 @@
+//! Name resolution: how a gateway finds the gateway of another app id.
+//!
+//! [`Resolver`] is chosen in the `Configuration` resource
+//! (`spec.nameResolution.component`): `local` (the default; Dapr's `mdns`
+//! maps to it), `static` (a table in the YAML) or `dns` (a host:port
+//! template looked up through the system resolver, for containers and
+//! Kubernetes services).
+//!
 //! Local name resolution: the gateways of one machine find each other
 //! through a shared folder, with no multicast and nothing to install.
 //!
@@ -7,6 +15,7 @@
 //! exists are skipped and deleted, and a caller that cannot connect to an
 //! entry tries the next one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -134,6 +143,174 @@ impl LocalRegistry {
     }
 }
 
+/// How app ids become gateway addresses.
+#[derive(Debug, Clone)]
+pub enum Resolver {
+    /// The machine's registry folder.
+    Local(LocalRegistry),
+    /// A fixed table: app id → gateway gRPC addresses.
+    Static(HashMap<String, Vec<SocketAddr>>),
+    /// `template` with `{appId}` (and `{namespace}`) replaced, then looked up.
+    Dns {
+        /// e.g. `{appId}-dapr.{namespace}.svc.cluster.local:50001`.
+        template: String,
+        /// Namespace for ids given without one.
+        namespace: String,
+    },
+}
+
+/// A `nameResolution` that cannot be used (the message names the field).
+#[derive(Debug, thiserror::Error)]
+#[error("spec.nameResolution.{field}: {reason}")]
+pub struct ResolverError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> ResolverError {
+    ResolverError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Resolver {
+    /// From a `Configuration`'s `spec` (its `nameResolution`, if any);
+    /// `local` is the machine's registry folder, when there is one.
+    ///
+    /// # Errors
+    /// An unknown component or a malformed table or template.
+    pub fn from_spec(
+        spec: &serde_yaml_ng::Value,
+        local: Option<&Path>,
+    ) -> Result<Option<Self>, ResolverError> {
+        let local = || local.map(|folder| Self::Local(LocalRegistry::new(folder)));
+        let Some(section) = spec.get("nameResolution") else {
+            return Ok(local());
+        };
+        let component = section
+            .get("component")
+            .and_then(|c| c.as_str())
+            .unwrap_or("local");
+        let configuration = section.get("configuration");
+        match component {
+            "local" | "mdns" => Ok(local()),
+            "static" => {
+                let apps = configuration
+                    .and_then(|c| c.get("apps"))
+                    .and_then(|a| a.as_mapping())
+                    .ok_or_else(|| {
+                        bad(
+                            "configuration.apps",
+                            "a map of app id → \"host:port\" (or a list of them) is required",
+                        )
+                    })?;
+                let mut table = HashMap::new();
+                for (id, addresses) in apps {
+                    let id = id
+                        .as_str()
+                        .ok_or_else(|| bad("configuration.apps", "app ids must be strings"))?;
+                    let raw: Vec<&str> = match addresses {
+                        serde_yaml_ng::Value::String(one) => vec![one.as_str()],
+                        serde_yaml_ng::Value::Sequence(many) => {
+                            many.iter().filter_map(|a| a.as_str()).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    let parsed: Result<Vec<SocketAddr>, _> =
+                        raw.iter().map(|a| a.parse::<SocketAddr>()).collect();
+                    match parsed {
+                        Ok(list) if !list.is_empty() => {
+                            table.insert(id.to_owned(), list);
+                        }
+                        _ => {
+                            return Err(bad(
+                                "configuration.apps",
+                                format!("{id}: {addresses:?} is not \"ip:port\" or a list of them"),
+                            ));
+                        }
+                    }
+                }
+                Ok(Some(Self::Static(table)))
+            }
+            "dns" => {
+                let template = configuration
+                    .and_then(|c| c.get("template"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| {
+                        bad("configuration.template", "required, e.g. \"{appId}:50001\"")
+                    })?;
+                if !template.contains("{appId}") || template.rsplit_once(':').is_none() {
+                    return Err(bad(
+                        "configuration.template",
+                        format!("{template:?} must contain {{appId}} and end with :port"),
+                    ));
+                }
+                let namespace = configuration
+                    .and_then(|c| c.get("namespace"))
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("default")
+                    .to_owned();
+                Ok(Some(Self::Dns {
+                    template: template.to_owned(),
+                    namespace,
+                }))
+            }
+            other => Err(bad(
+                "component",
+                format!("{other:?} is not one of local, mdns, static, dns"),
+            )),
+        }
+    }
+
+    /// Gateways serving `app_id` (`app` or `app.namespace`).
+    pub async fn resolve(&self, app_id: &str) -> Vec<Entry> {
+        let (app, namespace) = app_id.split_once('.').unwrap_or((app_id, ""));
+        let entries = |addrs: &[SocketAddr], id: &str| -> Vec<Entry> {
+            addrs
+                .iter()
+                .map(|grpc| Entry {
+                    app_id: id.to_owned(),
+                    grpc: *grpc,
+                    pid: 0,
+                })
+                .collect()
+        };
+        match self {
+            Self::Local(registry) => registry.resolve(app_id),
+            Self::Static(table) => match table.get(app_id) {
+                Some(addrs) => entries(addrs, app_id),
+                None => table
+                    .get(app)
+                    .map(|addrs| entries(addrs, app))
+                    .unwrap_or_default(),
+            },
+            Self::Dns {
+                template,
+                namespace: default,
+            } => {
+                let namespace = if namespace.is_empty() {
+                    default
+                } else {
+                    namespace
+                };
+                let host = template
+                    .replace("{appId}", app)
+                    .replace("{namespace}", namespace);
+                match tokio::net::lookup_host(host.as_str()).await {
+                    Ok(found) => entries(&found.collect::<Vec<_>>(), app),
+                    Err(err) => {
+                        tracing::debug!(%host, error = %err, "DNS name resolution found nothing");
+                        Vec::new()
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +338,58 @@ mod tests {
 
         drop(registration);
         assert!(registry.resolve("orders").is_empty());
+    }
+
+    fn spec(yaml: &str) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[tokio::test]
+    async fn static_and_dns_resolvers() {
+        let table = Resolver::from_spec(
+            &spec("nameResolution:\n  component: static\n  configuration:\n    apps:\n      orders: 127.0.0.1:7001\n      carts: [127.0.0.1:7002, 127.0.0.1:7003]\n"),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(table.resolve("orders").await[0].grpc.port(), 7001);
+        assert_eq!(table.resolve("carts.prod").await.len(), 2);
+        assert!(table.resolve("nobody").await.is_empty());
+
+        let dns = Resolver::from_spec(
+            &spec("nameResolution:\n  component: dns\n  configuration:\n    template: \"{appId}:7004\"\n"),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        let found = dns.resolve("localhost").await;
+        assert!(found.iter().any(|e| e.grpc.port() == 7004), "{found:?}");
+
+        let local =
+            Resolver::from_spec(&spec("features: []\n"), Some(Path::new("/tmp/x"))).unwrap();
+        assert!(matches!(local, Some(Resolver::Local(_))));
+    }
+
+    #[test]
+    fn bad_name_resolution_names_the_field() {
+        let cases = [
+            ("nameResolution:\n  component: consul\n", "component"),
+            (
+                "nameResolution:\n  component: static\n",
+                "configuration.apps",
+            ),
+            (
+                "nameResolution:\n  component: static\n  configuration:\n    apps:\n      a: nowhere\n",
+                "configuration.apps",
+            ),
+            (
+                "nameResolution:\n  component: dns\n  configuration:\n    template: host\n",
+                "configuration.template",
+            ),
+        ];
+        for (yaml, field) in cases {
+            let err = Resolver::from_spec(&spec(yaml), None).unwrap_err();
+            assert_eq!(err.field, field, "{yaml}");
+        }
     }
 }

@@ -321,3 +321,59 @@ async fn plain_grpc_calls_are_proxied_by_app_id() {
         .unwrap_err();
     assert_eq!(http_app.code(), tonic::Code::Unavailable);
 }
+
+/// `nameResolution` in the Configuration file: a static table finds a
+/// gateway the local registry does not know; a bad one stops start-up
+/// naming the file and field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_name_resolution_from_the_configuration() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Separate registry folders: only the static table can find app-b.
+    let b = gateway(
+        "app-b",
+        app("b").await,
+        &dir_b.path().join("registry"),
+        dir_b.path(),
+    )
+    .await;
+    let config_file = dir_a.path().join("config.yaml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "kind: Configuration\nmetadata: {{name: resolve}}\nspec:\n  nameResolution:\n    component: static\n    configuration:\n      apps:\n        app-b: \"{}\"\n",
+            b.grpc_addr
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir_a.path().join("resources")).unwrap();
+    let mut config = support::config(dir_a.path(), None);
+    config.app_id = "app-a".into();
+    config.config_file = Some(config_file.clone());
+    config.registry_folder = Some(dir_a.path().join("registry"));
+    let a = outrigger::Gateway::start(config.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let (status, _, body) = http(
+        &a,
+        Method::GET,
+        "/v1.0/invoke/app-b/method/orders/9",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "order 9"));
+
+    std::fs::write(
+        &config_file,
+        "kind: Configuration\nmetadata: {name: resolve}\nspec:\n  nameResolution:\n    component: consul\n",
+    )
+    .unwrap();
+    let err = outrigger::Gateway::start(config, CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.yaml") && err.contains("nameResolution.component"),
+        "{err}"
+    );
+}

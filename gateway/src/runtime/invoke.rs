@@ -1,7 +1,8 @@
 //! Service invocation: call a method of an app by its id.
 //!
 //! A call for this gateway's own app id goes straight to the app. Any other
-//! id is resolved through the local registry ([`crate::nameresolution`]) and
+//! id is resolved by the configured [`Resolver`] (the local registry folder
+//! by default, or a static table, or DNS) and
 //! sent to that app's gateway over gRPC (`outrigger.internal.v1.GatewayInvoke`,
 //! HTTP/2, one pooled connection per peer), which calls its app; the app's
 //! status, headers and body come back unchanged, so errors keep the callee's
@@ -18,7 +19,7 @@ use outrigger_proto::outrigger::internal::v1 as pb;
 
 use crate::app_channel::App;
 use crate::error::{ApiError, codes};
-use crate::nameresolution::LocalRegistry;
+use crate::nameresolution::Resolver;
 
 /// Request headers never forwarded: hop-by-hop ones and the caller's token.
 const DROPPED: &[&str] = &[
@@ -81,7 +82,7 @@ fn forwarded(headers: Vec<(String, String)>) -> Vec<(String, String)> {
 pub struct InvokeApi {
     app_id: String,
     app: Option<App>,
-    names: Option<LocalRegistry>,
+    names: Option<Resolver>,
     token: Option<tonic::metadata::AsciiMetadataValue>,
     peers: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
     app_grpc: Option<SocketAddr>,
@@ -97,7 +98,7 @@ impl InvokeApi {
     pub fn new(
         app_id: String,
         app: Option<App>,
-        names: Option<LocalRegistry>,
+        names: Option<Resolver>,
         token: Option<String>,
         app_grpc: Option<SocketAddr>,
     ) -> Self {
@@ -143,7 +144,7 @@ impl InvokeApi {
                     "failed to invoke, id: {target}: no name resolution is configured"
                 )));
             };
-            let peers = names.resolve(target);
+            let peers = names.resolve(target).await;
             if peers.is_empty() {
                 return Err(direct_invoke(format!(
                     "failed to invoke, id: {target}, err: couldn't find service: {target}"
@@ -177,7 +178,7 @@ impl InvokeApi {
     ///
     /// # Errors
     /// A status naming why there is nowhere to send it.
-    pub fn proxy_target(&self, target: &str) -> Result<SocketAddr, tonic::Status> {
+    pub async fn proxy_target(&self, target: &str) -> Result<SocketAddr, tonic::Status> {
         if self.is_local(target) {
             return match self.app_grpc {
                 Some(addr) => Ok(addr),
@@ -186,9 +187,11 @@ impl InvokeApi {
                 ))),
             };
         }
-        self.names
-            .as_ref()
-            .and_then(|names| names.resolve(target).into_iter().next())
+        let found = match &self.names {
+            Some(names) => names.resolve(target).await.into_iter().next(),
+            None => None,
+        };
+        found
             .map(|entry| entry.grpc)
             .ok_or_else(|| tonic::Status::unavailable(format!("couldn't find service: {target}")))
     }

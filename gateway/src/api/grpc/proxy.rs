@@ -63,7 +63,7 @@ pub async fn proxy(
         }
     }
     let local = rt.invoke.is_local(&target);
-    let addr = match rt.invoke.proxy_target(&target) {
+    let addr = match rt.invoke.proxy_target(&target).await {
         Ok(addr) => addr,
         Err(why) => return status(why),
     };
