@@ -235,6 +235,33 @@ async fn run_script_with_env(
     token: Option<&str>,
     env: &[(&str, &str)],
 ) {
+    let data = tempfile::tempdir().unwrap();
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_command("e2e-app", name, extra, data.path(), runtime_dir.path())
+            .envs(token.map(|t| ("DAPR_API_TOKEN", t)))
+            .envs(env.iter().copied())
+            .output(),
+    )
+    .await
+    .expect("outrigger run finishes within 120 s")
+    .unwrap();
+    check_run(&output, success);
+    // The shared SQLite file is in the data folder.
+    assert!(extra.contains(&"--resources-path") || data.path().join("outrigger.db").is_file());
+    check_cleaned_up(runtime_dir.path());
+}
+
+/// `outrigger run --app-id <app_id> <extra> -- python <script>` with its own
+/// data folder and run folder, on a free app port.
+fn run_command(
+    app_id: &str,
+    script: &str,
+    extra: &[&str],
+    data: &std::path::Path,
+    runtime_dir: &std::path::Path,
+) -> tokio::process::Command {
     let local = outrigger().with_file_name("outrigger-local");
     assert!(
         local.is_file(),
@@ -243,39 +270,35 @@ async fn run_script_with_env(
     );
     let python = std::env::var("OUTRIGGER_PYTHON")
         .expect("OUTRIGGER_PYTHON is not set: run `bash scripts/test.sh`, which installs the Dapr SDK venv and sets it");
-    let data = tempfile::tempdir().unwrap();
-    let runtime_dir = tempfile::tempdir().unwrap();
-    let script = format!("{}/tests/python/{name}", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let app_port = free_port().to_string();
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(outrigger())
-            .args([
-                "run",
-                "--app-id",
-                "e2e-app",
-                "--log-level",
-                "warn",
-                "--app-port",
-                &app_port,
-            ])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--")
-            .arg(&python)
-            .arg(&script)
-            .env("XDG_RUNTIME_DIR", runtime_dir.path())
-            .env_remove("DAPR_HTTP_PORT")
-            .env_remove("DAPR_GRPC_PORT")
-            .envs(token.map(|t| ("DAPR_API_TOKEN", t)))
-            .envs(env.iter().copied())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("outrigger run finishes within 120 s")
-    .unwrap();
+    let mut command = tokio::process::Command::new(outrigger());
+    command
+        .args([
+            "run",
+            "--app-id",
+            app_id,
+            "--log-level",
+            "warn",
+            "--app-port",
+            &app_port,
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--")
+        .arg(&python)
+        .arg(&script)
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .env_remove("DAPR_HTTP_PORT")
+        .env_remove("DAPR_GRPC_PORT")
+        .env_remove("DAPR_API_TOKEN")
+        .kill_on_drop(true);
+    command
+}
+
+/// The run succeeded and the app printed `success`.
+fn check_run(output: &std::process::Output, success: &str) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -284,24 +307,61 @@ async fn run_script_with_env(
         output.status
     );
     assert!(stdout.contains(success), "{stdout}\n{stderr}");
+}
 
-    // The shared SQLite file is in the data folder; the run folder is gone.
-    assert!(extra.contains(&"--resources-path") || data.path().join("outrigger.db").is_file());
-    let leftovers: Vec<_> = std::fs::read_dir(runtime_dir.path().join("outrigger"))
+/// The run folder is gone and no process started by the run outlived it.
+fn check_cleaned_up(runtime_dir: &std::path::Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(runtime_dir.join("outrigger"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(
         leftovers.is_empty(),
         "run folder left behind: {leftovers:?}"
     );
-    // No outrigger-local of this run survives it.
     let survivors = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|p| std::fs::read_to_string(p.path().join("environ")).ok())
-        .filter(|env| env.contains(&runtime_dir.path().display().to_string()))
+        .filter(|env| env.contains(&runtime_dir.display().to_string()))
         .count();
     assert_eq!(survivors, 0, "a process started by the run outlived it");
+}
+
+/// Two Python apps, each under its own `outrigger run` (own gateway, own
+/// component process), call each other by app id through both gateways:
+/// with the SDK's `invoke_method` and with plain HTTP to `/v1.0/invoke`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_python_apps_invoke_each_other_through_two_gateways() {
+    let registry = tempfile::tempdir().unwrap();
+    let folder = registry.path().display().to_string();
+    let extra = ["--registry-folder", folder.as_str()];
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (run_a, run_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = run_command(
+        "py-front",
+        "peer_app.py",
+        &extra,
+        data_a.path(),
+        run_a.path(),
+    )
+    .env("PEER_APP_ID", "py-back")
+    .output();
+    let b = run_command(
+        "py-back",
+        "peer_app.py",
+        &extra,
+        data_b.path(),
+        run_b.path(),
+    )
+    .env("PEER_APP_ID", "py-front")
+    .output();
+    let (a, b) = tokio::time::timeout(Duration::from_secs(120), async { tokio::join!(a, b) })
+        .await
+        .expect("both runs finish within 120 s");
+    check_run(&a.unwrap(), "peer app py-front checks passed");
+    check_run(&b.unwrap(), "peer app py-back checks passed");
+    check_cleaned_up(run_a.path());
+    check_cleaned_up(run_b.path());
 }
 
 #[tokio::test]

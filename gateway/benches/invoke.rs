@@ -1,0 +1,194 @@
+//! Service-invocation benchmark: app → gateway → gateway → app against
+//! app → app directly, measured in one run.
+//!
+//! Run with:
+//!     cargo bench -p outrigger --bench invoke
+//! (add `-- --quick` for a short run). It starts an HTTP app (axum, answers
+//! `/echo` with the request body at once) and two real `outrigger`
+//! binaries sharing one registry folder: `callee` in front of the app and
+//! `caller` with no app. Each row sends the same POST, sequentially and at
+//! several concurrencies, either straight to the app over loopback HTTP or
+//! to `caller`'s `/v1.0/invoke/callee/method/echo`. It prints p50/p99
+//! latency and throughput per concurrency, and the p50 added by the two
+//! gateways.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<axum::body::Bytes>>;
+
+const BODY: &[u8] = br#"{"order":42,"items":["a","b","c"]}"#;
+const CONCURRENCY: &[usize] = &[1, 4, 16, 64];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn post(client: &Http, uri: &str) -> u16 {
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Full::new(axum::body::Bytes::from_static(BODY)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], BODY, "the echo came back changed");
+    status
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    ops: f64,
+}
+
+/// `n` calls to `uri` spread over `clients` concurrent loops.
+async fn measure(client: &Http, uri: &str, n: usize, clients: usize) -> Stats {
+    let uri: Arc<str> = uri.into();
+    for _ in 0..(n / 20).max(50) {
+        assert_eq!(post(client, &uri).await, 200);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, uri) = (client.clone(), Arc::clone(&uri));
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::with_capacity(n / clients);
+            for _ in 0..n / clients {
+                let t = Instant::now();
+                assert_eq!(post(&client, &uri).await, 200);
+                times.push(t.elapsed());
+            }
+            times
+        }));
+    }
+    let mut times = Vec::with_capacity(n);
+    for task in tasks {
+        times.extend(task.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    times.sort();
+    Stats {
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+        ops: times.len() as f64 / elapsed.as_secs_f64(),
+    }
+}
+
+async fn wait_healthy(client: &Http, port: u16) {
+    let uri = format!("http://127.0.0.1:{port}/v1.0/healthz/outbound");
+    loop {
+        let request = http::Request::get(&uri)
+            .body(Full::new(axum::body::Bytes::new()))
+            .unwrap();
+        if let Ok(response) = client.request(request).await
+            && response.status().as_u16() == 204
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn gateway(
+    app_id: &str,
+    app_port: Option<u16>,
+    http_port: u16,
+    dir: &std::path::Path,
+) -> tokio::process::Child {
+    let resources = dir.join(format!("resources-{app_id}"));
+    let sockets = dir.join(format!("sockets-{app_id}"));
+    std::fs::create_dir_all(&resources).unwrap();
+    std::fs::create_dir_all(&sockets).unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"));
+    command
+        .args([
+            "--app-id",
+            app_id,
+            "--log-level",
+            "warn",
+            "--metrics-port",
+            "0",
+        ])
+        .args(["--dapr-http-port", &http_port.to_string()])
+        .args(["--dapr-grpc-port", &free_port().to_string()])
+        .arg("--resources-path")
+        .arg(&resources)
+        .arg("--components-sockets-folder")
+        .arg(&sockets)
+        .arg("--registry-folder")
+        .arg(dir.join("registry"))
+        .kill_on_drop(true);
+    if let Some(port) = app_port {
+        command.args(["--app-port", &port.to_string()]);
+    }
+    command.spawn().unwrap()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 2_000 } else { 10_000 };
+    let dir = tempfile::tempdir().unwrap();
+
+    let router = axum::Router::new().route(
+        "/echo",
+        axum::routing::post(|body: axum::body::Bytes| async move { body }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let (caller_port, callee_port) = (free_port(), free_port());
+    let mut callee = gateway("callee", Some(app_port), callee_port, dir.path());
+    let mut caller = gateway("caller", None, caller_port, dir.path());
+    let client: Http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http();
+    wait_healthy(&client, callee_port).await;
+    wait_healthy(&client, caller_port).await;
+
+    let direct = format!("http://127.0.0.1:{app_port}/echo");
+    let through = format!("http://127.0.0.1:{caller_port}/v1.0/invoke/callee/method/echo");
+    println!(
+        "invoke benchmark: {n} POSTs of {} bytes per row; app → app directly vs app → caller gateway → callee gateway → app",
+        BODY.len()
+    );
+    println!(
+        "{:>7}  {:>22}  {:>22}  {:>12}  {:>10}",
+        "clients", "direct p50/p99 µs", "gateways p50/p99 µs", "added p50", "throughput"
+    );
+    for &clients in CONCURRENCY {
+        let d = measure(&client, &direct, n, clients).await;
+        let g = measure(&client, &through, n, clients).await;
+        println!(
+            "{clients:>7}  {:>10.1} / {:>9.1}  {:>10.1} / {:>9.1}  {:>9.1} µs  {:>6.0} vs {:>6.0} op/s ({:.2}x)",
+            d.p50.as_secs_f64() * 1e6,
+            d.p99.as_secs_f64() * 1e6,
+            g.p50.as_secs_f64() * 1e6,
+            g.p99.as_secs_f64() * 1e6,
+            (g.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e6,
+            g.ops,
+            d.ops,
+            g.ops / d.ops,
+        );
+    }
+    let _ = caller.kill().await;
+    let _ = callee.kill().await;
+}
