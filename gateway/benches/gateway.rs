@@ -38,6 +38,30 @@ struct Stats {
     p99: Duration,
     seq_ops: f64,
     par_ops: f64,
+    /// CPU time the gateway process spent per sequential op.
+    gateway_cpu: Duration,
+}
+
+/// The gateway process, whose CPU time each row reports.
+static GATEWAY_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// User + system CPU time of the gateway so far (from `/proc/<pid>/stat`).
+fn gateway_cpu() -> Duration {
+    let Some(pid) = GATEWAY_PID.get() else {
+        return Duration::ZERO;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start at 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 async fn measure<F, Fut>(n: usize, op: F) -> Stats
@@ -49,6 +73,7 @@ where
         op(i).await;
     }
     let mut times = Vec::with_capacity(n);
+    let cpu = gateway_cpu();
     let start = Instant::now();
     for i in 0..n {
         let t = Instant::now();
@@ -56,6 +81,7 @@ where
         times.push(t.elapsed());
     }
     let seq = start.elapsed();
+    let gateway_cpu = gateway_cpu().saturating_sub(cpu) / n as u32;
     times.sort();
     let clients = 16;
     let start = Instant::now();
@@ -77,17 +103,19 @@ where
         p99: percentile(&times, 0.99),
         seq_ops: n as f64 / seq.as_secs_f64(),
         par_ops: (n / clients * clients) as f64 / par.as_secs_f64(),
+        gateway_cpu,
     }
 }
 
 fn row(name: &str, s: &Stats, base: &Stats) {
     println!(
-        "{name:<28} p50 {:>8.1} µs  p99 {:>8.1} µs  seq {:>8.0} op/s  16 clients {:>8.0} op/s  vs direct {:>5.2}x",
+        "{name:<28} p50 {:>8.1} µs  p99 {:>8.1} µs  seq {:>8.0} op/s  16 clients {:>8.0} op/s  vs direct {:>5.2}x  gateway CPU {:>6.1} µs/op",
         s.p50.as_secs_f64() * 1e6,
         s.p99.as_secs_f64() * 1e6,
         s.seq_ops,
         s.par_ops,
-        s.p50.as_secs_f64() / base.p50.as_secs_f64()
+        s.p50.as_secs_f64() / base.p50.as_secs_f64(),
+        s.gateway_cpu.as_secs_f64() * 1e6,
     );
 }
 
@@ -480,6 +508,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let ready = started.elapsed();
+    if let Some(pid) = gateway.id() {
+        let _ = GATEWAY_PID.set(pid);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = gateway.id().and_then(rss_kib).unwrap_or(0);
     let grpc = pb::dapr_client::DaprClient::connect(format!("http://127.0.0.1:{grpc_port}"))

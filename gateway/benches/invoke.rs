@@ -4,7 +4,7 @@
 //! Run with:
 //!     cargo bench -p outrigger --bench invoke
 //! (add `-- --quick` for a short run). It starts an HTTP app (axum, answers
-//! `/echo` with the request body at once) and two real `outrigger`
+//! `/echo` with the request body at once; a process of its own) and two real `outrigger`
 //! binaries sharing one registry folder: `callee` in front of the app and
 //! `caller` with no app. Each row sends the same POST, sequentially and at
 //! several concurrencies, either straight to the app over loopback HTTP or
@@ -141,26 +141,50 @@ fn gateway(
     command.spawn().unwrap()
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let n = if quick { 2_000 } else { 10_000 };
-    let dir = tempfile::tempdir().unwrap();
+/// Set to a port, the binary serves the echo app on it instead.
+const APP_MODE: &str = "OUTRIGGER_BENCH_APP_PORT";
 
+async fn serve_app(port: u16) {
     let router = axum::Router::new().route(
         "/echo",
         axum::routing::post(|body: axum::body::Bytes| async move { body }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    axum::serve(listener, router).await.unwrap();
+}
 
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if let Some(port) = std::env::var(APP_MODE).ok().and_then(|p| p.parse().ok()) {
+        serve_app(port).await;
+        return;
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 2_000 } else { 10_000 };
+    let dir = tempfile::tempdir().unwrap();
+
+    // The app is a process of its own (this binary again), so the direct
+    // row crosses a process boundary as the gateway rows do.
+    let app_port = free_port();
+    let mut app = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env(APP_MODE, app_port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let (caller_port, callee_port) = (free_port(), free_port());
     let mut callee = gateway("callee", Some(app_port), callee_port, dir.path());
     let mut caller = gateway("caller", None, caller_port, dir.path());
     let client: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
         .build_http();
+    while tokio::net::TcpStream::connect(("127.0.0.1", app_port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     wait_healthy(&client, callee_port).await;
     wait_healthy(&client, caller_port).await;
 
@@ -191,4 +215,5 @@ async fn main() {
     }
     let _ = caller.kill().await;
     let _ = callee.kill().await;
+    let _ = app.kill().await;
 }

@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;
@@ -40,7 +42,15 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct LocalRegistry {
     folder: PathBuf,
+    /// Recent answers by app id: reading the folder on every call cost
+    /// more than the call itself (a directory listing, a file read and a
+    /// liveness check per entry, on the request path).
+    recent: Arc<Mutex<HashMap<String, (Instant, Vec<Entry>)>>>,
 }
+
+/// How long a registry answer is reused. A gateway that died within it is
+/// found by the failed call, which [`LocalRegistry::forget`]s the answer.
+const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// This gateway's entry; dropping it removes the file.
 #[derive(Debug)]
@@ -71,6 +81,7 @@ impl LocalRegistry {
     pub fn new(folder: impl Into<PathBuf>) -> Self {
         Self {
             folder: folder.into(),
+            recent: Arc::default(),
         }
     }
 
@@ -103,6 +114,30 @@ impl LocalRegistry {
     /// Live gateways serving `app_id` (an `app.namespace` id falls back to
     /// `app`: one machine has one namespace). Stale entries are deleted.
     pub fn resolve(&self, app_id: &str) -> Vec<Entry> {
+        if let Ok(recent) = self.recent.lock()
+            && let Some((at, entries)) = recent.get(app_id)
+            && at.elapsed() < FRESH_FOR
+        {
+            return entries.clone();
+        }
+        let found = self.read(app_id);
+        if !found.is_empty()
+            && let Ok(mut recent) = self.recent.lock()
+        {
+            recent.insert(app_id.to_owned(), (Instant::now(), found.clone()));
+        }
+        found
+    }
+
+    /// Drop the reused answer for `app_id` (a gateway of it did not answer).
+    pub fn forget(&self, app_id: &str) {
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.remove(app_id);
+        }
+    }
+
+    /// Read the folder for `app_id`, falling back to the id without namespace.
+    fn read(&self, app_id: &str) -> Vec<Entry> {
         let found = self.entries(app_id);
         if found.is_empty()
             && let Some((app, _namespace)) = app_id.split_once('.')
@@ -265,6 +300,13 @@ impl Resolver {
         }
     }
 
+    /// Forget any reused answer for `app_id`: a gateway of it did not answer.
+    pub fn forget(&self, app_id: &str) {
+        if let Self::Local(registry) = self {
+            registry.forget(app_id);
+        }
+    }
+
     /// Gateways serving `app_id` (`app` or `app.namespace`).
     pub async fn resolve(&self, app_id: &str) -> Vec<Entry> {
         let (app, namespace) = app_id.split_once('.').unwrap_or((app_id, ""));
@@ -333,10 +375,15 @@ mod tests {
         };
         let stale = dir.path().join("orders/999999999-1.json");
         std::fs::write(&stale, serde_json::to_vec(&dead).unwrap()).unwrap();
+        // The answer of a moment ago is reused until forgotten.
+        assert!(stale.exists());
+        registry.forget("orders");
         assert_eq!(registry.resolve("orders").len(), 1);
         assert!(!stale.exists(), "stale entry removed");
 
         drop(registration);
+        assert_eq!(registry.resolve("orders").len(), 1, "reused answer");
+        registry.forget("orders");
         assert!(registry.resolve("orders").is_empty());
     }
 

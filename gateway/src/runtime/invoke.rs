@@ -157,6 +157,7 @@ impl InvokeApi {
                     Err(status) if status.code() == tonic::Code::Unavailable => {
                         tracing::debug!(peer = %peer.grpc, reason = %status.message(), "peer gateway unreachable; trying the next");
                         last = status.message().to_owned();
+                        names.forget(target);
                     }
                     Err(status) => {
                         return Err(direct_invoke(format!(
