@@ -45,8 +45,11 @@ pub struct LocalRegistry {
     /// Recent answers by app id: reading the folder on every call cost
     /// more than the call itself (a directory listing, a file read and a
     /// liveness check per entry, on the request path).
-    recent: Arc<Mutex<HashMap<String, (Instant, Vec<Entry>)>>>,
+    recent: Arc<Mutex<Recent>>,
 }
+
+/// App id → when it was read, and what was found.
+type Recent = HashMap<String, (Instant, Vec<Entry>)>;
 
 /// How long a registry answer is reused. A gateway that died within it is
 /// found by the failed call, which [`LocalRegistry::forget`]s the answer.
