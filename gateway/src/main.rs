@@ -130,7 +130,11 @@ async fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("outrigger: {err}");
-                    ExitCode::from(1)
+                    // An invalid resource file is invalid configuration (64), as a bad flag is.
+                    match err {
+                        outrigger::GatewayError::Resources(_) => ExitCode::from(64),
+                        _ => ExitCode::from(1),
+                    }
                 }
             }
         }
