@@ -43,11 +43,9 @@ impl Resiliency {
     /// The policies for invoking `target` (`id`, or `id.namespace` when
     /// only `id` is listed).
     pub fn app(&self, target: &str) -> Option<&TargetPolicy> {
-        self.apps.get(target).or_else(|| {
-            target
-                .split_once('.')
-                .and_then(|(id, _)| self.apps.get(id))
-        })
+        self.apps
+            .get(target)
+            .or_else(|| target.split_once('.').and_then(|(id, _)| self.apps.get(id)))
     }
 }
 

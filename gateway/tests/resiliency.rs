@@ -192,7 +192,10 @@ async fn a_flaky_callee_succeeds_after_retries_and_without_a_policy_the_500_come
 
     // A status outside `matching` is not retried, and passes through as is.
     let (status, body) = invoke(&mesh, "callee", "teapot").await;
-    assert_eq!((status, body.as_str()), (StatusCode::IM_A_TEAPOT, "no coffee"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::IM_A_TEAPOT, "no coffee")
+    );
     assert_eq!(mesh.seen.teapot.load(Ordering::SeqCst), 1);
 
     // No policy targets `plain`: the callee's 500 comes straight back.
@@ -235,7 +238,11 @@ async fn the_circuit_breaker_trips_fails_fast_and_closes_after_a_trial_call() {
             "{message}"
         );
     }
-    assert_eq!(mesh.seen.sick.load(Ordering::SeqCst), 3, "no call while open");
+    assert_eq!(
+        mesh.seen.sick.load(Ordering::SeqCst),
+        3,
+        "no call while open"
+    );
 
     // Healthy again: once `timeout` (1 s) has passed, one trial call goes
     // through and closes the breaker.
@@ -248,12 +255,23 @@ async fn the_circuit_breaker_trips_fails_fast_and_closes_after_a_trial_call() {
             break;
         }
         assert!(body.contains("circuit breaker is open"), "{body}");
-        assert_eq!(mesh.seen.sick.load(Ordering::SeqCst), 3, "no call while open");
+        assert_eq!(
+            mesh.seen.sick.load(Ordering::SeqCst),
+            3,
+            "no call while open"
+        );
         assert!(Instant::now() < deadline, "the breaker never half-opened");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(tripped.elapsed() >= Duration::from_millis(950), "open for its timeout");
-    assert_eq!(mesh.seen.sick.load(Ordering::SeqCst), 4, "exactly one trial call");
+    assert!(
+        tripped.elapsed() >= Duration::from_millis(950),
+        "open for its timeout"
+    );
+    assert_eq!(
+        mesh.seen.sick.load(Ordering::SeqCst),
+        4,
+        "exactly one trial call"
+    );
     for _ in 0..3 {
         assert_eq!(invoke(&mesh, "fragile", "sick").await.0, StatusCode::OK);
     }
@@ -281,9 +299,10 @@ async fn a_timeout_fires_on_a_slow_callee() {
     assert_eq!(mesh.seen.slow.load(Ordering::SeqCst), 1);
 
     // Over gRPC (InvokeService) the same timeout is DEADLINE_EXCEEDED.
-    let mut client = pb::dapr_client::DaprClient::connect(format!("http://{}", mesh.caller.grpc_addr))
-        .await
-        .unwrap();
+    let mut client =
+        pb::dapr_client::DaprClient::connect(format!("http://{}", mesh.caller.grpc_addr))
+            .await
+            .unwrap();
     let status = client
         .invoke_service(pb::InvokeServiceRequest {
             id: "sluggish".into(),
@@ -310,7 +329,10 @@ async fn a_malformed_resiliency_file_stops_the_binary_with_64_naming_file_and_fi
     std::fs::create_dir_all(&resources).unwrap();
     std::fs::write(
         resources.join("resiliency.yaml"),
-        RESILIENCY.replace("consecutiveFailures >= 3", "consecutiveFailures >= 3 || requests > 9"),
+        RESILIENCY.replace(
+            "consecutiveFailures >= 3",
+            "consecutiveFailures >= 3 || requests > 9",
+        ),
     )
     .unwrap();
     let output = tokio::time::timeout(
@@ -322,7 +344,14 @@ async fn a_malformed_resiliency_file_stops_the_binary_with_64_naming_file_and_fi
             .arg(&resources)
             .arg("--registry-folder")
             .arg(dir.path().join("registry"))
-            .args(["--dapr-http-port", "0", "--dapr-grpc-port", "0", "--metrics-port", "0"])
+            .args([
+                "--dapr-http-port",
+                "0",
+                "--dapr-grpc-port",
+                "0",
+                "--metrics-port",
+                "0",
+            ])
             .kill_on_drop(true)
             .output(),
     )

@@ -254,13 +254,14 @@ where
             return Box::pin(inner.oneshot(request));
         };
         Box::pin(async move {
-            let ticket = breaker.allow_at(Instant::now()).map_err(|why| {
-                ResiliencyError::BreakerOpen {
-                    breaker: breaker.name().to_owned(),
-                    target: breaker.target().to_owned(),
-                    half_open: why == Rejection::TooManyRequests,
-                }
-            })?;
+            let ticket =
+                breaker
+                    .allow_at(Instant::now())
+                    .map_err(|why| ResiliencyError::BreakerOpen {
+                        breaker: breaker.name().to_owned(),
+                        target: breaker.target().to_owned(),
+                        half_open: why == Rejection::TooManyRequests,
+                    })?;
             let result = inner.oneshot(request).await;
             let success = match &result {
                 Ok(reply) => reply.failed_status().is_none(),
@@ -342,7 +343,10 @@ mod tests {
         assert_eq!(b.state_at(t1), BreakerState::HalfOpen);
         b.record_at(trial, false, t1);
         assert_eq!(b.state_at(t1), BreakerState::Open);
-        assert_eq!(b.allow_at(t1 + Duration::from_secs(9)), Err(Rejection::Open));
+        assert_eq!(
+            b.allow_at(t1 + Duration::from_secs(9)),
+            Err(Rejection::Open)
+        );
         assert_eq!(
             b.state_at(t1 + Duration::from_secs(10)),
             BreakerState::HalfOpen
@@ -355,8 +359,14 @@ mod tests {
         let t0 = Instant::now();
         fail(&b, t0);
         fail(&b, t0 + Duration::from_millis(1500));
-        assert_eq!(b.state_at(t0 + Duration::from_millis(1500)), BreakerState::Closed);
+        assert_eq!(
+            b.state_at(t0 + Duration::from_millis(1500)),
+            BreakerState::Closed
+        );
         fail(&b, t0 + Duration::from_millis(1600));
-        assert_eq!(b.state_at(t0 + Duration::from_millis(1600)), BreakerState::Open);
+        assert_eq!(
+            b.state_at(t0 + Duration::from_millis(1600)),
+            BreakerState::Open
+        );
     }
 }

@@ -185,13 +185,15 @@ fn retry(path: &Path, name: &str, raw: RawRetry) -> Result<RetryPolicy, Resource
     })
 }
 
-fn breaker(path: &Path, name: &str, raw: RawBreaker) -> Result<CircuitBreakerPolicy, ResourceError> {
+fn breaker(
+    path: &Path,
+    name: &str,
+    raw: RawBreaker,
+) -> Result<CircuitBreakerPolicy, ResourceError> {
     let at = format!("spec.policies.circuitBreakers.{name}");
     let trip = match raw.trip.as_deref() {
         None => Trip::default(),
-        Some(text) => {
-            Trip::parse(text).map_err(|e| invalid(path, format!("{at}.trip: {e}")))?
-        }
+        Some(text) => Trip::parse(text).map_err(|e| invalid(path, format!("{at}.trip: {e}")))?,
     };
     let timeout = duration(
         path,
@@ -205,7 +207,10 @@ fn breaker(path: &Path, name: &str, raw: RawBreaker) -> Result<CircuitBreakerPol
         max_requests: match raw.max_requests {
             None => 1,
             Some(n) => u32::try_from(n).map(|n| n.max(1)).map_err(|_| {
-                invalid(path, format!("{at}.maxRequests: {n} is not a count of calls"))
+                invalid(
+                    path,
+                    format!("{at}.maxRequests: {n} is not a count of calls"),
+                )
             })?,
         },
         interval: duration(
@@ -263,9 +268,9 @@ fn target(
         name: Option<String>,
     ) -> Result<Option<T>, ResourceError> {
         name.map(|name| {
-            map.get(&name).cloned().ok_or_else(|| {
-                invalid(path, format!("{at}: no {kind} policy named {name:?}"))
-            })
+            map.get(&name)
+                .cloned()
+                .ok_or_else(|| invalid(path, format!("{at}: no {kind} policy named {name:?}")))
         })
         .transpose()
     }
@@ -337,8 +342,7 @@ pub(super) fn add_file(
             }
             if let Some(direction) = t.outbound {
                 let guarded = format!("component {component}");
-                let policy =
-                    target(path, &named, &format!("{at}.outbound"), direction, &guarded)?;
+                let policy = target(path, &named, &format!("{at}.outbound"), direction, &guarded)?;
                 into.outbound.insert(component, policy);
             }
         }

@@ -120,10 +120,30 @@ fn breaker_defaults() {
 #[test]
 fn errors_name_the_file_and_field() {
     for (from, to, field, why) in [
-        ("retry: three}", "retry: four}", "spec.targets.components.pubsub.inbound.retry", "four"),
-        ("duration: 10ms", "duration: soon", "spec.policies.retries.three.duration", "soon"),
-        ("fast: 200ms", "fast: quick", "spec.policies.timeouts.fast", "quick"),
-        ("timeout: fast,", "timeout: slow,", "spec.targets.apps.app-b.timeout", "slow"),
+        (
+            "retry: three}",
+            "retry: four}",
+            "spec.targets.components.pubsub.inbound.retry",
+            "four",
+        ),
+        (
+            "duration: 10ms",
+            "duration: soon",
+            "spec.policies.retries.three.duration",
+            "soon",
+        ),
+        (
+            "fast: 200ms",
+            "fast: quick",
+            "spec.policies.timeouts.fast",
+            "quick",
+        ),
+        (
+            "timeout: fast,",
+            "timeout: slow,",
+            "spec.targets.apps.app-b.timeout",
+            "slow",
+        ),
         (
             "circuitBreaker: cb}",
             "circuitBreaker: nope}",
@@ -154,8 +174,18 @@ fn errors_name_the_file_and_field() {
             "spec.policies.retries.fiveHundreds.matching.gRPCStatusCodes",
             "40",
         ),
-        ("interval: 8s", "interval: often", "spec.policies.circuitBreakers.cb.interval", "often"),
-        ("maxRequests: 2", "maxRequests: -2", "spec.policies.circuitBreakers.cb.maxRequests", "-2"),
+        (
+            "interval: 8s",
+            "interval: often",
+            "spec.policies.circuitBreakers.cb.interval",
+            "often",
+        ),
+        (
+            "maxRequests: 2",
+            "maxRequests: -2",
+            "spec.policies.circuitBreakers.cb.maxRequests",
+            "-2",
+        ),
     ] {
         assert!(YAML.contains(from), "{from}");
         let err = load(&YAML.replace(from, to)).unwrap_err();

@@ -131,7 +131,9 @@ impl InvokeApi {
     /// at start-up; a second call is ignored).
     pub fn set_resiliency(&self, resiliency: Resiliency) {
         if self.resiliency.set(resiliency).is_err() {
-            tracing::warn!("resiliency policies for invocation were already set; keeping the first");
+            tracing::warn!(
+                "resiliency policies for invocation were already set; keeping the first"
+            );
         }
     }
 
@@ -152,11 +154,10 @@ impl InvokeApi {
     pub async fn invoke(&self, target: &str, mut call: Call) -> Result<Reply, ApiError> {
         crate::metrics::timed("invoke", "invoke", async {
             if target.is_empty() {
-                return Err(ApiError::new(
-                    codes::ERR_DIRECT_INVOKE,
-                    "app id: must not be empty",
-                )
-                .with_status(http::StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument));
+                return Err(
+                    ApiError::new(codes::ERR_DIRECT_INVOKE, "app id: must not be empty")
+                        .with_status(http::StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+                );
             }
             call.headers = forwarded(std::mem::take(&mut call.headers));
             match self.resiliency.get().and_then(|r| r.app(target)) {
@@ -185,11 +186,10 @@ impl InvokeApi {
         result.map_err(|err| match err {
             ResiliencyError::Inner(err) => err,
             ResiliencyError::Timeout(_) => {
-                direct_invoke(format!("failed to invoke, id: {target}, err: {err}"))
-                    .with_status(
-                        http::StatusCode::INTERNAL_SERVER_ERROR,
-                        tonic::Code::DeadlineExceeded,
-                    )
+                direct_invoke(format!("failed to invoke, id: {target}, err: {err}")).with_status(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    tonic::Code::DeadlineExceeded,
+                )
             }
             ResiliencyError::BreakerOpen { .. } => {
                 tracing::debug!(app_id = target, "circuit breaker open; failing fast");
