@@ -2,20 +2,22 @@
 //! targets they apply to.
 //!
 //! Applied so far: `spec.targets.apps.<appId>` (timeout, retry, circuit
-//! breaker) to service invocation on the caller's gateway, and
-//! `spec.targets.components.<name>.inbound.retry` to pub/sub delivery.
-//! `components.<name>.outbound` policies are read and checked but not yet
-//! applied to component calls; `targets.actors` and Dapr's `Default*Policy`
-//! names are not read.
+//! breaker) to service invocation on the caller's gateway,
+//! `spec.targets.components.<name>.outbound` to state get, save and delete,
+//! and `spec.targets.components.<name>.inbound.retry` to pub/sub delivery.
+//! Other component calls, inbound timeouts and breakers, `targets.actors`
+//! and Dapr's `Default*Policy` names are not applied yet.
 //!
 //! # Layout
 //! - [`policy`]: the policy values, code ranges and trip conditions.
 //! - [`breaker`]: the circuit breaker and its tower layer.
 //! - [`layers`]: timeout and retry tower layers, and [`layers::stack`].
+//! - [`outbound`]: a component's policies around one call to it.
 //! - `spec`: the YAML shape and its checks.
 
 pub mod breaker;
 pub mod layers;
+pub mod outbound;
 pub mod policy;
 mod spec;
 
@@ -33,7 +35,7 @@ use crate::resources::ResourceError;
 pub struct Resiliency {
     /// Component name → inbound retry policy (delivery to the app).
     pub inbound: HashMap<String, RetryPolicy>,
-    /// Component name → policies for calls to the component (read, not yet applied).
+    /// Component name → policies for calls to the component.
     pub outbound: HashMap<String, TargetPolicy>,
     /// Target app id → policies for invoking it.
     pub apps: HashMap<String, TargetPolicy>,

@@ -3,7 +3,7 @@
 //! `Aborted`, invalid ETag → 400 / `InvalidArgument`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::StatusCode;
 use tonic::Code;
@@ -14,6 +14,7 @@ use outrigger_proto::components as pb;
 use super::{component, unreachable};
 use crate::components::{Component, Registry};
 use crate::error::{ApiError, codes};
+use crate::resiliency::{TargetPolicy, outbound};
 use crate::resources::{Block, MetadataValue};
 
 /// The separator between key prefix and key.
@@ -85,6 +86,8 @@ pub struct QueryResult {
 pub struct StateApi {
     registry: Arc<Registry>,
     app_id: String,
+    /// `Resiliency` outbound policies, by component name.
+    outbound: Arc<OnceLock<HashMap<String, TargetPolicy>>>,
 }
 
 fn malformed(message: impl Into<String>) -> ApiError {
@@ -176,7 +179,20 @@ impl StateApi {
         Self {
             registry,
             app_id: app_id.into(),
+            outbound: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Apply `Resiliency` outbound policies (component name → policy) to
+    /// get, save and delete from now on (set once, at start-up).
+    pub fn set_resiliency(&self, outbound: HashMap<String, TargetPolicy>) {
+        if self.outbound.set(outbound).is_err() {
+            tracing::warn!("resiliency policies for state were already set; keeping the first");
+        }
+    }
+
+    fn policy(&self, store: &Component) -> Option<&TargetPolicy> {
+        self.outbound.get()?.get(&store.spec.name)
     }
 
     fn store(&self, name: &str) -> Result<Arc<Component>, ApiError> {
@@ -280,12 +296,14 @@ impl StateApi {
                 metadata,
                 consistency: consistency(consistency_mode)?,
             };
-            let reply = store
-                .state()
-                .get(request)
-                .await
-                .map_err(|s| component_error(&store, codes::ERR_STATE_GET, s))?
-                .into_inner();
+            let client = store.state();
+            let reply = outbound::call(self.policy(&store), move || {
+                let (mut client, request) = (client.clone(), request.clone());
+                async move { client.get(request).await }
+            })
+            .await
+            .map_err(|s| component_error(&store, codes::ERR_STATE_GET, s))?
+            .into_inner();
             if reply.data.is_empty() && reply.etag.is_none() {
                 return Ok(None);
             }
@@ -356,20 +374,30 @@ impl StateApi {
                 .into_iter()
                 .map(|i| self.set_request(&store, i))
                 .collect::<Result<Vec<_>, _>>()?;
+            let (client, policy) = (store.state(), self.policy(&store));
             let result = match requests.len() {
                 0 => return Ok(()),
                 1 => match requests.pop() {
-                    Some(only) => store.state().set(only).await.map(drop),
-                    None => return Ok(()),
-                },
-                _ => store
-                    .state()
-                    .bulk_set(pb::BulkSetRequest {
-                        items: requests,
-                        options: None,
+                    Some(only) => outbound::call(policy, move || {
+                        let (mut client, request) = (client.clone(), only.clone());
+                        async move { client.set(request).await }
                     })
                     .await
                     .map(drop),
+                    None => return Ok(()),
+                },
+                _ => {
+                    let request = pb::BulkSetRequest {
+                        items: requests,
+                        options: None,
+                    };
+                    outbound::call(policy, move || {
+                        let (mut client, request) = (client.clone(), request.clone());
+                        async move { client.bulk_set(request).await }
+                    })
+                    .await
+                    .map(drop)
+                }
             };
             result.map_err(|s| component_error(&store, codes::ERR_STATE_SAVE, s))
         })
@@ -382,12 +410,14 @@ impl StateApi {
         crate::metrics::timed("state", "delete", async {
             let store = self.store(store_name)?;
             let request = self.delete_request(&store, item)?;
-            store
-                .state()
-                .delete(request)
-                .await
-                .map(drop)
-                .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
+            let client = store.state();
+            outbound::call(self.policy(&store), move || {
+                let (mut client, request) = (client.clone(), request.clone());
+                async move { client.delete(request).await }
+            })
+            .await
+            .map(drop)
+            .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
         })
         .await
     }
