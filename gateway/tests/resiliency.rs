@@ -42,6 +42,7 @@ spec:
       callee: {retry: quick}
       fragile: {circuitBreaker: tripAfterThree}
       sluggish: {timeout: short}
+      ghost: {circuitBreaker: tripAfterThree}
 "#;
 
 /// What the test app has been asked, per route.
@@ -276,6 +277,34 @@ async fn the_circuit_breaker_trips_fails_fast_and_closes_after_a_trial_call() {
         assert_eq!(invoke(&mesh, "fragile", "sick").await.0, StatusCode::OK);
     }
     assert_eq!(mesh.seen.sick.load(Ordering::SeqCst), 7, "closed again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_callee_trips_the_breaker_too() {
+    // `ghost` has a registry entry whose gateway is gone (nothing listens).
+    let mesh = mesh(&[]).await;
+    let registry = mesh._dirs[0].path().join("ghost");
+    std::fs::create_dir_all(&registry).unwrap();
+    let entry = format!(
+        r#"{{"appId":"ghost","grpc":"127.0.0.1:1","pid":{}}}"#,
+        std::process::id()
+    );
+    std::fs::write(
+        registry.join(format!("{}-1.json", std::process::id())),
+        entry,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let (status, body) = invoke(&mesh, "ghost", "anything").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let (code, message) = error_of(&body);
+        assert_eq!(code, "ERR_DIRECT_INVOKE");
+        assert!(!message.contains("circuit breaker"), "{message}");
+    }
+    let (_, body) = invoke(&mesh, "ghost", "anything").await;
+    let (code, message) = error_of(&body);
+    assert_eq!(code, "ERR_DIRECT_INVOKE");
+    assert!(message.contains("circuit breaker is open"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
