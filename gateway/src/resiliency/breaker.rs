@@ -262,14 +262,41 @@ where
                         target: breaker.target().to_owned(),
                         half_open: why == Rejection::TooManyRequests,
                     })?;
+            let mut pending = Pending {
+                breaker,
+                ticket: Some(ticket),
+            };
             let result = inner.oneshot(request).await;
             let success = match &result {
                 Ok(reply) => reply.failed_status().is_none(),
                 Err(_) => false,
             };
-            breaker.record_at(ticket, success, Instant::now());
+            pending.finish(success);
             result
         })
+    }
+}
+
+/// A call let through and not reported yet. Dropped unreported (the caller
+/// went away mid-call), it counts as a failure, as a cancelled call does
+/// under Dapr; otherwise a half-open breaker would keep its trial slot
+/// taken for good.
+struct Pending {
+    breaker: Arc<CircuitBreaker>,
+    ticket: Option<Ticket>,
+}
+
+impl Pending {
+    fn finish(&mut self, success: bool) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.record_at(ticket, success, Instant::now());
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.finish(false);
     }
 }
 
@@ -351,6 +378,35 @@ mod tests {
             b.state_at(t1 + Duration::from_secs(10)),
             BreakerState::HalfOpen
         );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_trial_call_counts_as_a_failure() {
+        let b = Arc::new(breaker("consecutiveFailures >= 1", 1, Duration::ZERO));
+        let t0 = Instant::now();
+        fail(&b, t0);
+        // Make it half-open now rather than in 10 s.
+        {
+            let mut inner = b.lock();
+            inner.expiry = Some(t0);
+        }
+        let mut service =
+            BreakerLayer::new(Some(Arc::clone(&b))).layer(tower::service_fn(|()| async {
+                std::future::pending::<()>().await;
+                Ok::<_, ResiliencyError<()>>(Ok200)
+            }));
+        let call = service.call(());
+        // Let the trial call start, then drop it.
+        let _ = tokio::time::timeout(Duration::from_millis(20), call).await;
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    struct Ok200;
+
+    impl Attempt for Ok200 {
+        fn failed_status(&self) -> Option<u16> {
+            None
+        }
     }
 
     #[test]
