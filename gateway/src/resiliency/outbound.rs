@@ -49,32 +49,38 @@ fn is_answer(code: Code) -> bool {
     }
 }
 
-/// Run `op` (one call to a component) under `policy`, or once without one.
+/// Send `request` with `op` (one call to a component) under `policy`, or
+/// once, without copying the request, when there is none.
 ///
 /// # Errors
 /// The component's status; `DEADLINE_EXCEEDED` when the timeout fired and
 /// `UNAVAILABLE` ("circuit breaker is open ...") when the breaker refused.
-pub async fn call<T, F, Fut>(policy: Option<&TargetPolicy>, op: F) -> Result<T, tonic::Status>
+pub async fn call<Req, T, F, Fut>(
+    policy: Option<&TargetPolicy>,
+    request: Req,
+    op: F,
+) -> Result<T, tonic::Status>
 where
-    F: Fn() -> Fut + Send + Sync + 'static,
+    Req: Clone + Send + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, tonic::Status>> + Send + 'static,
     T: Send + 'static,
 {
     let Some(policy) = policy else {
-        return op().await;
+        return op(request).await;
     };
     let op = Arc::new(op);
-    let attempt = tower::service_fn(move |()| {
+    let attempt = tower::service_fn(move |request: Req| {
         let op = Arc::clone(&op);
         async move {
-            match op().await {
+            match op(request).await {
                 Ok(reply) => Ok(Answer::Reply(reply)),
                 Err(status) if is_answer(status.code()) => Ok(Answer::Refused(status)),
                 Err(status) => Err(ResiliencyError::Inner(status)),
             }
         }
     });
-    match layers::stack(policy, attempt).oneshot(()).await {
+    match layers::stack(policy, attempt).oneshot(request).await {
         Ok(Answer::Reply(reply)) => Ok(reply),
         Ok(Answer::Refused(status)) | Err(ResiliencyError::Inner(status)) => Err(status),
         Err(err @ ResiliencyError::Timeout(_)) => {
@@ -113,7 +119,7 @@ mod tests {
     async fn failures_are_retried_and_answers_are_not() {
         let calls = Arc::new(AtomicU32::new(0));
         let seen = Arc::clone(&calls);
-        let reply = call(Some(&policy()), move || {
+        let reply = call(Some(&policy()), (), move |()| {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             async move {
                 match n {
@@ -128,7 +134,7 @@ mod tests {
 
         let calls2 = Arc::new(AtomicU32::new(0));
         let seen = Arc::clone(&calls2);
-        let err = call(Some(&policy()), move || {
+        let err = call(Some(&policy()), (), move |()| {
             seen.fetch_add(1, Ordering::SeqCst);
             async { Err::<(), _>(tonic::Status::failed_precondition("etag mismatch")) }
         })
@@ -141,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_component_times_out() {
-        let err = call(Some(&policy()), || async {
+        let err = call(Some(&policy()), (), |()| async {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(())
         })

@@ -297,8 +297,8 @@ impl StateApi {
                 consistency: consistency(consistency_mode)?,
             };
             let client = store.state();
-            let reply = outbound::call(self.policy(&store), move || {
-                let (mut client, request) = (client.clone(), request.clone());
+            let reply = outbound::call(self.policy(&store), request, move |request| {
+                let mut client = client.clone();
                 async move { client.get(request).await }
             })
             .await
@@ -378,8 +378,8 @@ impl StateApi {
             let result = match requests.len() {
                 0 => return Ok(()),
                 1 => match requests.pop() {
-                    Some(only) => outbound::call(policy, move || {
-                        let (mut client, request) = (client.clone(), only.clone());
+                    Some(only) => outbound::call(policy, only, move |request| {
+                        let mut client = client.clone();
                         async move { client.set(request).await }
                     })
                     .await
@@ -391,8 +391,8 @@ impl StateApi {
                         items: requests,
                         options: None,
                     };
-                    outbound::call(policy, move || {
-                        let (mut client, request) = (client.clone(), request.clone());
+                    outbound::call(policy, request, move |request| {
+                        let mut client = client.clone();
                         async move { client.bulk_set(request).await }
                     })
                     .await
@@ -411,8 +411,8 @@ impl StateApi {
             let store = self.store(store_name)?;
             let request = self.delete_request(&store, item)?;
             let client = store.state();
-            outbound::call(self.policy(&store), move || {
-                let (mut client, request) = (client.clone(), request.clone());
+            outbound::call(self.policy(&store), request, move |request| {
+                let mut client = client.clone();
                 async move { client.delete(request).await }
             })
             .await
