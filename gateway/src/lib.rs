@@ -279,9 +279,6 @@ impl Gateway {
             resolver,
         );
         runtime.invoke.set_resiliency(resources.resiliency.clone());
-        runtime
-            .state
-            .set_resiliency(resources.resiliency.outbound.clone());
         if let Ok(mut features) = runtime.enabled_features.write() {
             *features = configuration.enabled_features;
         }

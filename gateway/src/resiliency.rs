@@ -3,8 +3,10 @@
 //!
 //! Applied so far: `spec.targets.apps.<appId>` (timeout, retry, circuit
 //! breaker) to service invocation on the caller's gateway,
-//! `spec.targets.components.<name>.outbound` to state get, save and delete,
-//! and `spec.targets.components.<name>.inbound.retry` to pub/sub delivery.
+//! `spec.targets.components.<name>.outbound` to state get, save and
+//! delete, publish and output-binding invocations (each component carries
+//! its own, [`crate::components::Component::outbound_policy`]), and
+//! `spec.targets.components.<name>.inbound.retry` to pub/sub delivery.
 //! Other component calls, inbound timeouts and breakers, `targets.actors`
 //! and Dapr's `Default*Policy` names are not applied yet.
 //!

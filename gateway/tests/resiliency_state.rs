@@ -1,7 +1,8 @@
-//! `Resiliency` outbound policies on state calls: a state store that fails
-//! a few times is retried through, the same store without a policy fails at
-//! once, and one that always fails trips its circuit breaker so the
-//! component is no longer called.
+//! `Resiliency` outbound policies on component calls: a state store that
+//! fails a few times is retried through, the same store without a policy
+//! fails at once, and one that always fails trips its circuit breaker so the
+//! component is no longer called; a flaky pub/sub and output binding are
+//! retried through too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -13,6 +14,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use outrigger_component_sdk::bindings::{InvokeRequest, InvokeResponse, OutputBinding};
+use outrigger_component_sdk::pubsub::{MessageStream, PubSub, PublishRequest, Topic};
 use outrigger_component_sdk::state::{
     DeleteRequest, GetRequest, SetRequest, StateItem, StateStore,
 };
@@ -44,6 +47,20 @@ spec:
   version: v1
   metadata: [{name: failures, value: "1000"}]
 ---
+kind: Component
+metadata: {name: flakypubsub}
+spec:
+  type: pubsub.flaky
+  version: v1
+  metadata: [{name: failures, value: "3"}]
+---
+kind: Component
+metadata: {name: flakybinding}
+spec:
+  type: bindings.flaky
+  version: v1
+  metadata: [{name: failures, value: "4"}]
+---
 apiVersion: dapr.io/v1alpha1
 kind: Resiliency
 metadata: {name: outbound}
@@ -52,6 +69,7 @@ spec:
     timeouts: {short: 2s}
     retries:
       thrice: {policy: constant, duration: 10ms, maxRetries: 3}
+      fourTimes: {policy: exponential, initialInterval: 5ms, maxRetries: 4}
     circuitBreakers:
       two: {timeout: 30s, trip: consecutiveFailures >= 2}
   targets:
@@ -60,6 +78,10 @@ spec:
         outbound: {timeout: short, retry: thrice}
       brokenstore:
         outbound: {circuitBreaker: two}
+      flakypubsub:
+        outbound: {retry: thrice}
+      flakybinding:
+        outbound: {retry: fourTimes}
 "#;
 
 /// Writes seen per instance, by its `failures` setting.
@@ -75,32 +97,82 @@ struct Flaky {
 #[async_trait]
 impl StateStore for Flaky {
     async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
-        let failures = metadata.required("failures")?.to_owned();
-        let n = failures.parse().unwrap();
-        *self.failures.lock().unwrap() = (failures, n);
-        Ok(())
+        configure(&self.failures, &metadata)
     }
     async fn get(&self, request: GetRequest) -> Result<Option<StateItem>, ComponentError> {
         self.inner.get(request).await
     }
     async fn set(&self, request: SetRequest) -> Result<(), ComponentError> {
-        {
-            let mut failures = self.failures.lock().unwrap();
-            *self
-                .writes
-                .lock()
-                .unwrap()
-                .entry(failures.0.clone())
-                .or_default() += 1;
-            if failures.1 > 0 {
-                failures.1 -= 1;
-                return Err(ComponentError::unavailable("backend is restarting"));
-            }
-        }
+        refuse(&self.failures, &self.writes)?;
         self.inner.set(request).await
     }
     async fn delete(&self, request: DeleteRequest) -> Result<(), ComponentError> {
         self.inner.delete(request).await
+    }
+}
+
+/// Counts a call for `failures`, and whether it must be refused.
+fn refuse(failures: &Mutex<(String, u32)>, writes: &Writes) -> Result<(), ComponentError> {
+    let mut failures = failures.lock().unwrap();
+    *writes
+        .lock()
+        .unwrap()
+        .entry(failures.0.clone())
+        .or_default() += 1;
+    if failures.1 > 0 {
+        failures.1 -= 1;
+        return Err(ComponentError::unavailable("backend is restarting"));
+    }
+    Ok(())
+}
+
+fn configure(failures: &Mutex<(String, u32)>, metadata: &Metadata) -> Result<(), ComponentError> {
+    let text = metadata.required("failures")?.to_owned();
+    let n = text.parse().unwrap();
+    *failures.lock().unwrap() = (text, n);
+    Ok(())
+}
+
+/// A pub/sub whose first `failures` publishes are refused.
+struct FlakyPubSub {
+    failures: Mutex<(String, u32)>,
+    writes: Writes,
+}
+
+#[async_trait]
+impl PubSub for FlakyPubSub {
+    async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
+        configure(&self.failures, &metadata)
+    }
+    async fn publish(&self, _: PublishRequest) -> Result<(), ComponentError> {
+        refuse(&self.failures, &self.writes)
+    }
+    async fn subscribe(&self, _: Topic) -> Result<MessageStream, ComponentError> {
+        Err(ComponentError::unimplemented("subscribe"))
+    }
+}
+
+/// An output binding whose first `failures` invocations are refused.
+struct FlakyBinding {
+    failures: Mutex<(String, u32)>,
+    writes: Writes,
+}
+
+#[async_trait]
+impl OutputBinding for FlakyBinding {
+    async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
+        configure(&self.failures, &metadata)
+    }
+    fn operations(&self) -> Vec<String> {
+        vec!["create".into()]
+    }
+    async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, ComponentError> {
+        refuse(&self.failures, &self.writes)?;
+        Ok(InvokeResponse {
+            data: request.data,
+            metadata: HashMap::new(),
+            content_type: None,
+        })
     }
 }
 
@@ -133,11 +205,19 @@ async fn state_calls_follow_outbound_policies() {
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     let server = ComponentServer::new(&sockets).service("flaky", move |s| {
-        let seen = seen.clone();
+        let (a, b, c) = (seen.clone(), seen.clone(), seen.clone());
         s.state_store(move || Flaky {
             inner: MemoryStore::default(),
             failures: Mutex::new((String::new(), 0)),
-            writes: seen.clone(),
+            writes: a.clone(),
+        })
+        .pubsub(move || FlakyPubSub {
+            failures: Mutex::new((String::new(), 0)),
+            writes: b.clone(),
+        })
+        .output_binding(move || FlakyBinding {
+            failures: Mutex::new((String::new(), 0)),
+            writes: c.clone(),
         })
     });
     tokio::spawn(server.serve(async move { stopped.cancelled().await }));
@@ -188,6 +268,26 @@ async fn state_calls_follow_outbound_policies() {
         );
     }
     assert_eq!(count("1000"), 2);
+
+    // Publishing and output bindings: retried through their refusals.
+    let (status, body) = http(
+        &router,
+        Method::POST,
+        "/v1.0/publish/flakypubsub/orders",
+        "{}",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(count("3"), 4);
+    let (status, body) = http(
+        &router,
+        Method::POST,
+        "/v1.0/bindings/flakybinding",
+        r#"{"operation":"create","data":"hi"}"#,
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hi"));
+    assert_eq!(count("4"), 5);
     shutdown.cancel();
     stop.cancel();
 }

@@ -3,7 +3,7 @@
 //! `Aborted`, invalid ETag → 400 / `InvalidArgument`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use tonic::Code;
@@ -14,7 +14,7 @@ use outrigger_proto::components as pb;
 use super::{component, unreachable};
 use crate::components::{Component, Registry};
 use crate::error::{ApiError, codes};
-use crate::resiliency::{TargetPolicy, outbound};
+use crate::resiliency::outbound;
 use crate::resources::{Block, MetadataValue};
 
 /// The separator between key prefix and key.
@@ -86,8 +86,6 @@ pub struct QueryResult {
 pub struct StateApi {
     registry: Arc<Registry>,
     app_id: String,
-    /// `Resiliency` outbound policies, by component name.
-    outbound: Arc<OnceLock<HashMap<String, TargetPolicy>>>,
 }
 
 fn malformed(message: impl Into<String>) -> ApiError {
@@ -179,20 +177,7 @@ impl StateApi {
         Self {
             registry,
             app_id: app_id.into(),
-            outbound: Arc::new(OnceLock::new()),
         }
-    }
-
-    /// Apply `Resiliency` outbound policies (component name → policy) to
-    /// get, save and delete from now on (set once, at start-up).
-    pub fn set_resiliency(&self, outbound: HashMap<String, TargetPolicy>) {
-        if self.outbound.set(outbound).is_err() {
-            tracing::warn!("resiliency policies for state were already set; keeping the first");
-        }
-    }
-
-    fn policy(&self, store: &Component) -> Option<&TargetPolicy> {
-        self.outbound.get()?.get(&store.spec.name)
     }
 
     fn store(&self, name: &str) -> Result<Arc<Component>, ApiError> {
@@ -297,7 +282,7 @@ impl StateApi {
                 consistency: consistency(consistency_mode)?,
             };
             let client = store.state();
-            let reply = outbound::call(self.policy(&store), request, move |request| {
+            let reply = outbound::call(store.outbound_policy(), request, move |request| {
                 let mut client = client.clone();
                 async move { client.get(request).await }
             })
@@ -374,7 +359,7 @@ impl StateApi {
                 .into_iter()
                 .map(|i| self.set_request(&store, i))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (client, policy) = (store.state(), self.policy(&store));
+            let (client, policy) = (store.state(), store.outbound_policy());
             let result = match requests.len() {
                 0 => return Ok(()),
                 1 => match requests.pop() {
@@ -411,7 +396,7 @@ impl StateApi {
             let store = self.store(store_name)?;
             let request = self.delete_request(&store, item)?;
             let client = store.state();
-            outbound::call(self.policy(&store), request, move |request| {
+            outbound::call(store.outbound_policy(), request, move |request| {
                 let mut client = client.clone();
                 async move { client.delete(request).await }
             })
