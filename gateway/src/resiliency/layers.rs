@@ -172,7 +172,7 @@ where
                 if !retry || !policy.allows(retries) {
                     return result;
                 }
-                retries += 1;
+                retries = retries.saturating_add(1);
                 let wait = policy.wait(retries);
                 tracing::debug!(retry = retries, wait = ?wait, "attempt failed; retrying");
                 tokio::time::sleep(wait).await;
