@@ -278,6 +278,7 @@ impl Gateway {
             tracker.clone(),
             resolver,
         );
+        runtime.invoke.set_resiliency(resources.resiliency.clone());
         if let Ok(mut features) = runtime.enabled_features.write() {
             *features = configuration.enabled_features;
         }

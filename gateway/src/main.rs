@@ -113,7 +113,13 @@ async fn main() -> ExitCode {
                 Ok(None) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("outrigger run: {err}");
-                    ExitCode::from(1)
+                    match err {
+                        launcher::RunError::Resources(_)
+                        | launcher::RunError::Gateway(outrigger::GatewayError::Resources(_)) => {
+                            ExitCode::from(64)
+                        }
+                        _ => ExitCode::from(1),
+                    }
                 }
             }
         }
@@ -130,7 +136,11 @@ async fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("outrigger: {err}");
-                    ExitCode::from(1)
+                    // An invalid resource file is invalid configuration (64), as a bad flag is.
+                    match err {
+                        outrigger::GatewayError::Resources(_) => ExitCode::from(64),
+                        _ => ExitCode::from(1),
+                    }
                 }
             }
         }

@@ -44,6 +44,7 @@ pub struct Component {
     instance: Instance,
     features: RwLock<Vec<String>>,
     readiness: RwLock<Readiness>,
+    outbound: Option<crate::resiliency::TargetPolicy>,
 }
 
 /// A declared component that cannot be set up at all.
@@ -113,6 +114,11 @@ fn socket_for<'a>(
 // === impl Component ===
 
 impl Component {
+    /// Its `Resiliency` outbound policies (`targets.components.<name>.outbound`).
+    pub fn outbound_policy(&self) -> Option<&crate::resiliency::TargetPolicy> {
+        self.outbound.as_ref()
+    }
+
     fn intercepted(&self) -> Intercepted {
         tonic::service::interceptor::InterceptedService::new(
             self.channel.clone(),
@@ -385,6 +391,7 @@ impl Registry {
                 instance: Instance::new(&spec.name),
                 features: RwLock::new(Vec::new()),
                 readiness: RwLock::new(Readiness::NotReady("not initialised yet".into())),
+                outbound: resources.resiliency.outbound.get(&spec.name).cloned(),
             };
             by_name.insert(spec.name.clone(), Arc::new(component));
         }

@@ -97,7 +97,9 @@ catalogue! {
     ERR_CONFIGURATION_SUBSCRIBE = INTERNAL_SERVER_ERROR, Internal;
     /// Ending a configuration subscription failed (unknown id).
     ERR_CONFIGURATION_UNSUBSCRIBE = INTERNAL_SERVER_ERROR, Internal;
-    /// Service invocation failed before the callee app answered.
+    /// Service invocation failed before the callee app answered: not found,
+    /// unreachable, a resiliency timeout (gRPC `DeadlineExceeded`), or an
+    /// open circuit breaker ("circuit breaker is open").
     ERR_DIRECT_INVOKE = INTERNAL_SERVER_ERROR, Internal;
     /// Configuration updates for an HTTP app need `--app-port`.
     ERR_APP_CHANNEL_NIL = INTERNAL_SERVER_ERROR, Internal;

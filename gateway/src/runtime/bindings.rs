@@ -64,24 +64,31 @@ impl BindingsApi {
                     "operation: must not be empty",
                 ));
             }
-            let reply = binding
-                .output_binding()
-                .invoke(pb::InvokeRequest {
-                    data,
-                    metadata,
-                    operation: operation.to_owned(),
-                })
-                .await
-                .map_err(|s| {
-                    ApiError::new(
-                        codes::ERR_INVOKE_OUTPUT_BINDING,
-                        format!(
-                            "error invoking output binding {name}: {}",
-                            unreachable(&binding, &s)
-                        ),
-                    )
-                })?
-                .into_inner();
+            let request = pb::InvokeRequest {
+                data,
+                metadata,
+                operation: operation.to_owned(),
+            };
+            let client = binding.output_binding();
+            let reply = crate::resiliency::outbound::call(
+                binding.outbound_policy(),
+                request,
+                move |request| {
+                    let mut client = client.clone();
+                    async move { client.invoke(request).await }
+                },
+            )
+            .await
+            .map_err(|s| {
+                ApiError::new(
+                    codes::ERR_INVOKE_OUTPUT_BINDING,
+                    format!(
+                        "error invoking output binding {name}: {}",
+                        unreachable(&binding, &s)
+                    ),
+                )
+            })?
+            .into_inner();
             Ok(BindingResponse {
                 data: reply.data,
                 metadata: reply.metadata,

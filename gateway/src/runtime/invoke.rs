@@ -7,12 +7,17 @@
 //! HTTP/2, one pooled connection per peer), which calls its app; the app's
 //! status, headers and body come back unchanged, so errors keep the callee's
 //! status. Peers that cannot be reached are skipped for the next entry.
+//!
+//! A `Resiliency` target for the callee's app id (`spec.targets.apps`)
+//! wraps the whole send (resolution and peer call) on the caller's gateway
+//! in its retry → circuit breaker → timeout layers ([`crate::resiliency`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tonic::transport::Channel;
+use tower::ServiceExt;
 
 use outrigger_proto::common as common_pb;
 use outrigger_proto::outrigger::internal::v1 as pb;
@@ -20,6 +25,7 @@ use outrigger_proto::outrigger::internal::v1 as pb;
 use crate::app_channel::App;
 use crate::error::{ApiError, codes};
 use crate::nameresolution::Resolver;
+use crate::resiliency::{Attempt, Resiliency, ResiliencyError, TargetPolicy};
 
 /// Request headers never forwarded: hop-by-hop ones and the caller's token.
 const DROPPED: &[&str] = &[
@@ -70,6 +76,13 @@ impl Reply {
     }
 }
 
+impl Attempt for Reply {
+    /// As daprd judges an app's answer: anything outside 200–399 failed.
+    fn failed_status(&self) -> Option<u16> {
+        (!(200..400).contains(&self.status)).then_some(self.status)
+    }
+}
+
 fn forwarded(headers: Vec<(String, String)>) -> Vec<(String, String)> {
     headers
         .into_iter()
@@ -86,6 +99,7 @@ pub struct InvokeApi {
     token: Option<tonic::metadata::AsciiMetadataValue>,
     peers: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
     app_grpc: Option<SocketAddr>,
+    resiliency: Arc<OnceLock<Resiliency>>,
 }
 
 fn direct_invoke(message: String) -> ApiError {
@@ -109,6 +123,17 @@ impl InvokeApi {
             names,
             token: token.and_then(|t| tonic::metadata::AsciiMetadataValue::try_from(t).ok()),
             peers: Arc::new(Mutex::new(HashMap::new())),
+            resiliency: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Apply `resiliency`'s app targets to calls made from now on (set once,
+    /// at start-up; a second call is ignored).
+    pub fn set_resiliency(&self, resiliency: Resiliency) {
+        if self.resiliency.set(resiliency).is_err() {
+            tracing::warn!(
+                "resiliency policies for invocation were already set; keeping the first"
+            );
         }
     }
 
@@ -129,49 +154,87 @@ impl InvokeApi {
     pub async fn invoke(&self, target: &str, mut call: Call) -> Result<Reply, ApiError> {
         crate::metrics::timed("invoke", "invoke", async {
             if target.is_empty() {
-                return Err(ApiError::new(
-                    codes::ERR_DIRECT_INVOKE,
-                    "app id: must not be empty",
-                )
-                .with_status(http::StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument));
+                return Err(
+                    ApiError::new(codes::ERR_DIRECT_INVOKE, "app id: must not be empty")
+                        .with_status(http::StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+                );
             }
             call.headers = forwarded(std::mem::take(&mut call.headers));
-            if self.is_local(target) {
-                return self.call_app(call).await;
+            match self.resiliency.get().and_then(|r| r.app(target)) {
+                Some(policy) => self.send_with(policy, target, call).await,
+                None => self.send(target, call).await,
             }
-            let Some(names) = &self.names else {
-                return Err(direct_invoke(format!(
-                    "failed to invoke, id: {target}: no name resolution is configured"
-                )));
-            };
-            let peers = names.resolve(target).await;
-            if peers.is_empty() {
-                return Err(direct_invoke(format!(
-                    "failed to invoke, id: {target}, err: couldn't find service: {target}"
-                )));
-            }
-            let mut last = String::new();
-            for peer in peers {
-                match self.call_peer(peer.grpc, &peer.app_id, &call).await {
-                    Ok(reply) => return Ok(reply),
-                    Err(status) if status.code() == tonic::Code::Unavailable => {
-                        tracing::debug!(peer = %peer.grpc, reason = %status.message(), "peer gateway unreachable; trying the next");
-                        last = status.message().to_owned();
-                        names.forget(target);
-                    }
-                    Err(status) => {
-                        return Err(direct_invoke(format!(
-                            "failed to invoke, id: {target}: {}",
-                            status.message()
-                        )));
-                    }
-                }
-            }
-            Err(direct_invoke(format!(
-                "failed to invoke, id: {target}: no gateway of it answered ({last})"
-            )))
         })
         .await
+    }
+
+    /// [`Self::send`] wrapped in `policy`'s tower layers.
+    async fn send_with(
+        &self,
+        policy: &TargetPolicy,
+        target: &str,
+        call: Call,
+    ) -> Result<Reply, ApiError> {
+        let (api, to) = (Arc::new(self.clone()), Arc::<str>::from(target));
+        let send = tower::service_fn(move |call: Call| {
+            let (api, to) = (Arc::clone(&api), Arc::clone(&to));
+            async move { api.send(&to, call).await.map_err(ResiliencyError::Inner) }
+        });
+        let result = crate::resiliency::layers::stack(policy, send)
+            .oneshot(call)
+            .await;
+        result.map_err(|err| match err {
+            ResiliencyError::Inner(err) => err,
+            ResiliencyError::Timeout(_) => {
+                direct_invoke(format!("failed to invoke, id: {target}, err: {err}")).with_status(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    tonic::Code::DeadlineExceeded,
+                )
+            }
+            ResiliencyError::BreakerOpen { .. } => {
+                tracing::debug!(app_id = target, "circuit breaker open; failing fast");
+                direct_invoke(format!("failed to invoke, id: {target}, err: {err}"))
+            }
+        })
+    }
+
+    /// Send one call to `target`'s app: straight to ours, or through the
+    /// first of its gateways that answers.
+    async fn send(&self, target: &str, call: Call) -> Result<Reply, ApiError> {
+        if self.is_local(target) {
+            return self.call_app(call).await;
+        }
+        let Some(names) = &self.names else {
+            return Err(direct_invoke(format!(
+                "failed to invoke, id: {target}: no name resolution is configured"
+            )));
+        };
+        let peers = names.resolve(target).await;
+        if peers.is_empty() {
+            return Err(direct_invoke(format!(
+                "failed to invoke, id: {target}, err: couldn't find service: {target}"
+            )));
+        }
+        let mut last = String::new();
+        for peer in peers {
+            match self.call_peer(peer.grpc, &peer.app_id, &call).await {
+                Ok(reply) => return Ok(reply),
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    tracing::debug!(peer = %peer.grpc, reason = %status.message(), "peer gateway unreachable; trying the next");
+                    last = status.message().to_owned();
+                    names.forget(target);
+                }
+                Err(status) => {
+                    return Err(direct_invoke(format!(
+                        "failed to invoke, id: {target}: {}",
+                        status.message()
+                    )));
+                }
+            }
+        }
+        Err(direct_invoke(format!(
+            "failed to invoke, id: {target}: no gateway of it answered ({last})"
+        )))
     }
 
     /// Where a proxied gRPC call for `target` goes: this gateway's gRPC

@@ -261,20 +261,21 @@ impl PubSubApi {
             let data = self.envelope(&pubsub, topic, &message)?;
             let mut metadata = message.metadata;
             metadata.remove("rawPayload");
-            pubsub
-                .pubsub()
-                .publish(pb::PublishRequest {
-                    data,
-                    pubsub_name: name.to_owned(),
-                    topic: topic.to_owned(),
-                    metadata,
-                    content_type: String::new(),
-                })
-                .await
-                .map(drop)
-                .map_err(|s| {
-                    ApiError::new(codes::ERR_PUBSUB_PUBLISH_MESSAGE, unreachable(&pubsub, &s))
-                })
+            let request = pb::PublishRequest {
+                data,
+                pubsub_name: name.to_owned(),
+                topic: topic.to_owned(),
+                metadata,
+                content_type: String::new(),
+            };
+            let client = pubsub.pubsub();
+            crate::resiliency::outbound::call(pubsub.outbound_policy(), request, move |request| {
+                let mut client = client.clone();
+                async move { client.publish(request).await }
+            })
+            .await
+            .map(drop)
+            .map_err(|s| ApiError::new(codes::ERR_PUBSUB_PUBLISH_MESSAGE, unreachable(&pubsub, &s)))
         })
         .await
     }

@@ -14,6 +14,7 @@ use outrigger_proto::components as pb;
 use super::{component, unreachable};
 use crate::components::{Component, Registry};
 use crate::error::{ApiError, codes};
+use crate::resiliency::outbound;
 use crate::resources::{Block, MetadataValue};
 
 /// The separator between key prefix and key.
@@ -280,12 +281,14 @@ impl StateApi {
                 metadata,
                 consistency: consistency(consistency_mode)?,
             };
-            let reply = store
-                .state()
-                .get(request)
-                .await
-                .map_err(|s| component_error(&store, codes::ERR_STATE_GET, s))?
-                .into_inner();
+            let client = store.state();
+            let reply = outbound::call(store.outbound_policy(), request, move |request| {
+                let mut client = client.clone();
+                async move { client.get(request).await }
+            })
+            .await
+            .map_err(|s| component_error(&store, codes::ERR_STATE_GET, s))?
+            .into_inner();
             if reply.data.is_empty() && reply.etag.is_none() {
                 return Ok(None);
             }
@@ -356,20 +359,30 @@ impl StateApi {
                 .into_iter()
                 .map(|i| self.set_request(&store, i))
                 .collect::<Result<Vec<_>, _>>()?;
+            let (client, policy) = (store.state(), store.outbound_policy());
             let result = match requests.len() {
                 0 => return Ok(()),
                 1 => match requests.pop() {
-                    Some(only) => store.state().set(only).await.map(drop),
-                    None => return Ok(()),
-                },
-                _ => store
-                    .state()
-                    .bulk_set(pb::BulkSetRequest {
-                        items: requests,
-                        options: None,
+                    Some(only) => outbound::call(policy, only, move |request| {
+                        let mut client = client.clone();
+                        async move { client.set(request).await }
                     })
                     .await
                     .map(drop),
+                    None => return Ok(()),
+                },
+                _ => {
+                    let request = pb::BulkSetRequest {
+                        items: requests,
+                        options: None,
+                    };
+                    outbound::call(policy, request, move |request| {
+                        let mut client = client.clone();
+                        async move { client.bulk_set(request).await }
+                    })
+                    .await
+                    .map(drop)
+                }
             };
             result.map_err(|s| component_error(&store, codes::ERR_STATE_SAVE, s))
         })
@@ -382,12 +395,14 @@ impl StateApi {
         crate::metrics::timed("state", "delete", async {
             let store = self.store(store_name)?;
             let request = self.delete_request(&store, item)?;
-            store
-                .state()
-                .delete(request)
-                .await
-                .map(drop)
-                .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
+            let client = store.state();
+            outbound::call(store.outbound_policy(), request, move |request| {
+                let mut client = client.clone();
+                async move { client.delete(request).await }
+            })
+            .await
+            .map(drop)
+            .map_err(|s| component_error(&store, codes::ERR_STATE_DELETE, s))
         })
         .await
     }
