@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Instant;
 
+pub mod invocation;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -80,8 +82,10 @@ pub fn render() -> String {
         return String::new();
     };
     let mut out = Vec::new();
+    let mut families = m.registry.gather();
+    families.extend(invocation::gather());
     if TextEncoder::new()
-        .encode(&m.registry.gather(), &mut out)
+        .encode(&families, &mut out)
         .is_err()
     {
         return String::new();
