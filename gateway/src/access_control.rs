@@ -246,13 +246,11 @@ impl AccessControl {
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(bad(format!("{at}.operations"), "must be a list")),
             };
-            policies
-                .entry((app_id, namespace))
-                .or_insert(AppPolicy {
-                    default: action(policy, "defaultAction", &at)?,
-                    trust_domain,
-                    operations,
-                });
+            policies.entry((app_id, namespace)).or_insert(AppPolicy {
+                default: action(policy, "defaultAction", &at)?,
+                trust_domain,
+                operations,
+            });
         }
         Ok(Some(Self {
             default,
@@ -268,13 +266,7 @@ impl AccessControl {
 
     /// Whether `caller` (unknown: `None`) may call `operation` with `verb`
     /// on an HTTP (`http`) or gRPC app.
-    pub fn allows(
-        &self,
-        caller: Option<&Caller>,
-        operation: &str,
-        verb: &str,
-        http: bool,
-    ) -> bool {
+    pub fn allows(&self, caller: Option<&Caller>, operation: &str, verb: &str, http: bool) -> bool {
         self.decide(caller, operation, verb, http).0 == Action::Allow
     }
 
@@ -300,11 +292,7 @@ impl AccessControl {
         };
         let mut decided = policy.default.unwrap_or(self.default);
         let fold = |s: &str| {
-            if http {
-                s.to_lowercase()
-            } else {
-                s.to_owned()
-            }
+            if http { s.to_lowercase() } else { s.to_owned() }
         };
         let path: Vec<String> = segments(&fold(operation));
         let path: Vec<&str> = path.iter().map(String::as_str).collect();

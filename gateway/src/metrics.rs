@@ -84,10 +84,7 @@ pub fn render() -> String {
     let mut out = Vec::new();
     let mut families = m.registry.gather();
     families.extend(invocation::gather());
-    if TextEncoder::new()
-        .encode(&families, &mut out)
-        .is_err()
-    {
+    if TextEncoder::new().encode(&families, &mut out).is_err() {
         return String::new();
     }
     String::from_utf8(out).unwrap_or_default()

@@ -182,19 +182,31 @@ async fn callee_policies_allow_and_deny_and_calls_are_counted() {
     let sent = sample(
         &metrics,
         "dapr_runtime_service_invocation_req_sent_total",
-        &[r#"app_id="acl-a""#, r#"dst_app_id="acl-b""#, r#"type="unary""#],
+        &[
+            r#"app_id="acl-a""#,
+            r#"dst_app_id="acl-b""#,
+            r#"type="unary""#,
+        ],
     );
     assert_eq!(sent, Some(5.0), "{metrics}");
     let ok = sample(
         &metrics,
         "dapr_runtime_service_invocation_res_recv_total",
-        &[r#"app_id="acl-a""#, r#"src_app_id="acl-b""#, r#"status="200""#],
+        &[
+            r#"app_id="acl-a""#,
+            r#"src_app_id="acl-b""#,
+            r#"status="200""#,
+        ],
     );
     assert_eq!(ok, Some(2.0), "{metrics}");
     let latency = sample(
         &metrics,
         "dapr_runtime_service_invocation_res_recv_latency_ms_count",
-        &[r#"app_id="acl-a""#, r#"src_app_id="acl-b""#, r#"status="200""#],
+        &[
+            r#"app_id="acl-a""#,
+            r#"src_app_id="acl-b""#,
+            r#"status="200""#,
+        ],
     );
     assert_eq!(latency, Some(2.0), "{metrics}");
     let received = sample(
@@ -202,17 +214,29 @@ async fn callee_policies_allow_and_deny_and_calls_are_counted() {
         "dapr_runtime_service_invocation_req_recv_total",
         &[r#"app_id="acl-b""#, r#"src_app_id="acl-a""#],
     );
-    assert_eq!(received, Some(2.0), "denied calls are not received: {metrics}");
+    assert_eq!(
+        received,
+        Some(2.0),
+        "denied calls are not received: {metrics}"
+    );
     let answered = sample(
         &metrics,
         "dapr_runtime_service_invocation_res_sent_total",
-        &[r#"app_id="acl-b""#, r#"dst_app_id="acl-a""#, r#"status="200""#],
+        &[
+            r#"app_id="acl-b""#,
+            r#"dst_app_id="acl-a""#,
+            r#"status="200""#,
+        ],
     );
     assert_eq!(answered, Some(2.0), "{metrics}");
     let blocked = sample(
         &metrics,
         "dapr_runtime_acl_app_policy_action_blocked_total",
-        &[r#"app_id="acl-a""#, r#"namespace="default""#, r#"trustDomain="public""#],
+        &[
+            r#"app_id="acl-a""#,
+            r#"namespace="default""#,
+            r#"trustDomain="public""#,
+        ],
     );
     assert_eq!(blocked, Some(3.0), "{metrics}");
 

@@ -120,7 +120,11 @@ fn policy_decisions() {
 #[test]
 fn defaults_when_parts_are_missing() {
     // No section, or an empty one: no access control at all.
-    assert!(AccessControl::from_spec(&spec("features: []")).unwrap().is_none());
+    assert!(
+        AccessControl::from_spec(&spec("features: []"))
+            .unwrap()
+            .is_none()
+    );
     assert!(
         AccessControl::from_spec(&spec("accessControl: {}"))
             .unwrap()

@@ -48,12 +48,7 @@ struct Invocation {
     acl: [IntCounterVec; 4],
 }
 
-fn counter(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Option<IntCounterVec> {
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Option<IntCounterVec> {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).ok()?;
     registry.register(Box::new(counter.clone())).ok()?;
     Some(counter)
