@@ -1,4 +1,5 @@
 use super::*;
+use std::path::{Path, PathBuf};
 
 fn template(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("apps.yaml");
