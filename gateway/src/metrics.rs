@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Instant;
 
+pub mod http_server;
 pub mod invocation;
 
 use prometheus::{
@@ -84,6 +85,7 @@ pub fn render() -> String {
     let mut out = Vec::new();
     let mut families = m.registry.gather();
     families.extend(invocation::gather());
+    families.extend(http_server::gather());
     if TextEncoder::new().encode(&families, &mut out).is_err() {
         return String::new();
     }

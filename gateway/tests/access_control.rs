@@ -240,6 +240,26 @@ async fn callee_policies_allow_and_deny_and_calls_are_counted() {
     );
     assert_eq!(blocked, Some(3.0), "{metrics}");
 
+    // daprd's HTTP server metrics of the caller's API (low cardinality:
+    // an empty path label): one 200 GET, one 403 DELETE, one 403 GET.
+    let served = sample(
+        &metrics,
+        "dapr_http_server_request_count",
+        &[
+            r#"app_id="acl-a""#,
+            r#"method="DELETE""#,
+            r#"path="""#,
+            r#"status="403""#,
+        ],
+    );
+    assert_eq!(served, Some(1.0), "{metrics}");
+    let timed = sample(
+        &metrics,
+        "dapr_http_server_latency_count",
+        &[r#"app_id="acl-a""#, r#"method="GET""#, r#"status="200""#],
+    );
+    assert_eq!(timed, Some(1.0), "{metrics}");
+
     // A malformed policy stops start-up, naming the file and the field.
     std::fs::write(
         &config_file,
