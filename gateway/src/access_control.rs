@@ -388,6 +388,51 @@ impl Security {
     }
 }
 
+/// Metadata a gateway adds to the plain gRPC calls it proxies to a peer,
+/// naming its app (app id, namespace, trust domain), as `CallLocal` does.
+pub const CALLER_HEADERS: [&str; 3] = [
+    "outrigger-caller-app-id",
+    "outrigger-caller-namespace",
+    "outrigger-caller-trust-domain",
+];
+
+/// The caller named by [`CALLER_HEADERS`] (`None` without an app id).
+pub fn caller_from_headers(headers: &http::HeaderMap) -> Option<Caller> {
+    let get = |name: &str, default: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or(default)
+            .to_owned()
+    };
+    let app_id = get(CALLER_HEADERS[0], "");
+    (!app_id.is_empty()).then(|| Caller {
+        app_id,
+        namespace: get(CALLER_HEADERS[1], DEFAULT_NAMESPACE),
+        trust_domain: get(CALLER_HEADERS[2], DEFAULT_TRUST_DOMAIN),
+    })
+}
+
+/// Replace whatever [`CALLER_HEADERS`] `headers` carry by `caller`'s.
+pub fn set_caller_headers(headers: &mut http::HeaderMap, caller: Option<&Caller>) {
+    for name in CALLER_HEADERS {
+        headers.remove(name);
+    }
+    let Some(caller) = caller else {
+        return;
+    };
+    for (name, value) in
+        CALLER_HEADERS
+            .iter()
+            .zip([&caller.app_id, &caller.namespace, &caller.trust_domain])
+    {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(*name, value);
+        }
+    }
+}
+
 /// Whether the segments `path` match the pattern's segments.
 fn matches(pattern: &[&str], path: &[&str]) -> bool {
     match pattern.split_first() {

@@ -276,3 +276,96 @@ async fn callee_policies_allow_and_deny_and_calls_are_counted() {
         "{err}"
     );
 }
+
+/// A gRPC app whose health check answers; its `AppCallback` has no methods.
+#[derive(Clone)]
+struct GrpcApp;
+
+#[tonic::async_trait]
+impl pb::app_callback_health_check_server::AppCallbackHealthCheck for GrpcApp {
+    async fn health_check(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<tonic::Response<pb::HealthCheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::HealthCheckResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::app_callback_server::AppCallback for GrpcApp {}
+
+fn with_app_id<T>(message: T, app_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("dapr-app-id", app_id.parse().unwrap());
+    request
+}
+
+/// Plain gRPC calls proxied by `dapr-app-id` are checked on the callee's
+/// gateway too, with the full method name and no verb (daprd's rule).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_grpc_calls_are_checked_by_the_callee() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_port = listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(GrpcApp),
+            )
+            .add_service(pb::app_callback_server::AppCallbackServer::new(GrpcApp))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let registry = tempfile::tempdir().unwrap();
+    let (dir_a, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config_file = dir_c.path().join("config.yaml");
+    std::fs::write(
+        &config_file,
+        "kind: Configuration\nmetadata: {name: acl}\nspec:\n  accessControl:\n    defaultAction: deny\n    policies:\n    - appId: proxy-a\n      trustDomain: public\n      namespace: default\n      operations:\n      - name: /dapr.proto.runtime.v1.AppCallbackHealthCheck/*\n        action: allow\n",
+    )
+    .unwrap();
+    let mut callee = config("proxy-c", registry.path(), dir_c.path());
+    callee.app_port = Some(app_port);
+    callee.app_protocol = outrigger::config::AppProtocol::Grpc;
+    callee.config_file = Some(config_file);
+    let _c = outrigger::Gateway::start(callee, CancellationToken::new())
+        .await
+        .unwrap();
+    let a = outrigger::Gateway::start(
+        config("proxy-a", registry.path(), dir_a.path()),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+
+    let channel = tonic::transport::Endpoint::try_from(format!("http://{}", a.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health =
+        pb::app_callback_health_check_client::AppCallbackHealthCheckClient::new(channel.clone());
+    health
+        .health_check(with_app_id((), "proxy-c"))
+        .await
+        .expect("allowed by the operation");
+
+    // A spoofed caller header is replaced by the calling gateway's own.
+    let mut callback = pb::app_callback_client::AppCallbackClient::new(channel);
+    let mut request = with_app_id(common_pb::InvokeRequest::default(), "proxy-c");
+    request
+        .metadata_mut()
+        .insert("outrigger-caller-app-id", "someone-else".parse().unwrap());
+    let denied = callback.on_invoke(request).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(
+        denied
+            .message()
+            .contains("spiffe://public/ns/default/proxy-a")
+            && denied
+                .message()
+                .contains("/dapr.proto.runtime.v1.AppCallback/OnInvoke"),
+        "{}",
+        denied.message()
+    );
+}

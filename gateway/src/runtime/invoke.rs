@@ -122,6 +122,11 @@ impl InvokeApi {
         }
     }
 
+    /// Access control and this app's identity, once set.
+    pub fn security(&self) -> Option<&Security> {
+        self.security.get()
+    }
+
     /// The callee's side of a peer call: whether access control lets
     /// `caller` call `call.method` with `call.verb`.
     ///
