@@ -66,8 +66,10 @@ impl Caller {
 
 #[derive(Debug, Clone)]
 struct Operation {
-    /// The name's segments after the leading `/`.
+    /// The name's segments after the leading `/` (for gRPC apps).
     pattern: Vec<String>,
+    /// The same, lower-case (HTTP apps match without regard to case).
+    folded: Vec<String>,
     /// Upper-case verbs, or `*`.
     verbs: Vec<String>,
     action: Action,
@@ -85,8 +87,8 @@ struct AppPolicy {
 pub struct AccessControl {
     default: Action,
     trust_domain: String,
-    /// By (app id, namespace).
-    policies: HashMap<(String, String), AppPolicy>,
+    /// By app id, then namespace.
+    policies: HashMap<String, HashMap<String, AppPolicy>>,
 }
 
 /// A malformed `spec.accessControl` (the message names the field).
@@ -181,6 +183,7 @@ fn parse_operation(value: &Value, at: &str) -> Result<Operation, AccessControlEr
     };
     Ok(Operation {
         pattern: segments(name),
+        folded: segments(&name.to_lowercase()),
         verbs,
         action,
     })
@@ -246,7 +249,8 @@ impl AccessControl {
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(bad(format!("{at}.operations"), "must be a list")),
             };
-            policies.entry((app_id, namespace)).or_insert(AppPolicy {
+            let by_namespace: &mut HashMap<String, AppPolicy> = policies.entry(app_id).or_default();
+            by_namespace.entry(namespace).or_insert(AppPolicy {
                 default: action(policy, "defaultAction", &at)?,
                 trust_domain,
                 operations,
@@ -285,19 +289,21 @@ impl AccessControl {
         };
         let Some(policy) = self
             .policies
-            .get(&(caller.app_id.clone(), caller.namespace.clone()))
+            .get(&caller.app_id)
+            .and_then(|by_namespace| by_namespace.get(&caller.namespace))
             .filter(|p| p.trust_domain == caller.trust_domain)
         else {
             return (self.default, false);
         };
         let mut decided = policy.default.unwrap_or(self.default);
-        let fold = |s: &str| {
-            if http { s.to_lowercase() } else { s.to_owned() }
+        let path = if http {
+            operation.to_lowercase()
+        } else {
+            operation.to_owned()
         };
-        let path: Vec<String> = segments(&fold(operation));
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let path: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let found = policy.operations.iter().find(|op| {
-            let pattern: Vec<String> = op.pattern.iter().map(|p| fold(p)).collect();
+            let pattern = if http { &op.folded } else { &op.pattern };
             let pattern: Vec<&str> = pattern.iter().map(String::as_str).collect();
             matches(&pattern, &path)
         });
