@@ -99,6 +99,9 @@ apps:
   appDirPath: ./b
   appPort: {port}
   command: ["python3", "app_b.py"]
+- appID: app-c
+  appDirPath: ./b
+  command: ["python3", "-c", "print('c is done')"]
 "#,
             result = result.display(),
             port = free_port(),
@@ -174,7 +177,8 @@ async fn two_apps_invoke_each_other_and_stop_together() {
         "{stdout}\n{stderr}"
     );
     assert!(stdout.contains("== APP - app-b == b listening"), "{stdout}");
-    assert!(stdout.contains("== APP - app-b =="), "{stdout}");
+    // app-c exited at once; the others kept running until SIGINT.
+    assert!(stdout.contains("== APP - app-c == c is done"), "{stdout}");
 
     let survivors = processes_with(&marker);
     assert!(survivors.is_empty(), "left running: {survivors:?}");
@@ -202,4 +206,38 @@ async fn template_mistakes_exit_64_naming_the_file_and_key() {
         stderr.contains("apps.yaml") && stderr.contains("apps[0].appId"),
         "{stderr}"
     );
+}
+
+/// The run ends by itself once every app has exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_ends_when_every_app_has_exited() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("one")).unwrap();
+    std::fs::create_dir_all(root.path().join("resources")).unwrap();
+    std::fs::write(
+        root.path().join("dapr.yaml"),
+        "version: 1\ncommon: {resourcesPath: resources}\napps:\n- appDirPath: one\n  command: [python3, -c, \"print('first')\"]\n- appID: two\n  appDirPath: one\n  command: [python3, -c, \"print('second')\"]\n",
+    )
+    .unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(outrigger())
+            .args(["run", "-f"])
+            .arg(root.path())
+            .env("OUTRIGGER_REGISTRY_FOLDER", root.path().join("registry"))
+            .env("XDG_RUNTIME_DIR", root.path())
+            .env_remove("DAPR_HTTP_PORT")
+            .env_remove("DAPR_GRPC_PORT")
+            .env_remove("APP_ID")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("outrigger run -f ends once its apps have exited")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // The folder's dapr.yaml; the first app's id is its folder's name.
+    assert!(stdout.contains("== APP - one == first"), "{stdout}");
+    assert!(stdout.contains("== APP - two == second"), "{stdout}");
 }
