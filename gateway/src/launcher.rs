@@ -14,6 +14,8 @@
 //!    is stopped (SIGTERM, then SIGKILL after a grace period) and the run
 //!    folder is removed.
 
+pub mod multi;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;

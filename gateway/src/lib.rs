@@ -16,10 +16,12 @@
 //! - [`runtime`]: building-block logic (state, secrets, bindings,
 //!   configuration, service invocation).
 //! - [`nameresolution`]: how gateways on one machine find each other.
+//! - [`access_control`]: which callers may invoke which methods of the app.
 //! - [`api`]: HTTP and gRPC adapters.
 //! - [`error`]: the one API error and the code catalogue.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access_control;
 pub mod api;
 pub mod app_channel;
 pub mod app_health;
@@ -236,6 +238,13 @@ impl Gateway {
                 reason: err.to_string(),
             })
         })?;
+        let access_control = access_control::AccessControl::from_spec(&configuration.spec)
+            .map_err(|err| {
+                GatewayError::Resources(ResourceError::Invalid {
+                    path: config.config_file.clone().unwrap_or_default(),
+                    reason: err.to_string(),
+                })
+            })?;
         let tracker = TaskTracker::new();
 
         let http_addr = SocketAddr::new(config.listen_address, config.http_port);
@@ -279,6 +288,11 @@ impl Gateway {
             resolver,
         );
         runtime.invoke.set_resiliency(resources.resiliency.clone());
+        runtime.invoke.secure(access_control::Security::new(
+            access_control,
+            &runtime.config.app_id,
+            std::env::var("NAMESPACE").ok(),
+        ));
         if let Ok(mut features) = runtime.enabled_features.write() {
             *features = configuration.enabled_features;
         }

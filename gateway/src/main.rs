@@ -42,6 +42,9 @@ struct RunArgs {
     /// Data folder of the embedded default (SQLite); default `$OUTRIGGER_DATA_DIR` or `~/.outrigger/data`.
     #[arg(long = "data-dir")]
     data_dir: Option<PathBuf>,
+    /// Run every app of a Dapr multi-app run template (a file, or a folder with `dapr.yaml`).
+    #[arg(short = 'f', long = "run-file")]
+    run_file: Option<PathBuf>,
     /// The app command, after `--`.
     #[arg(last = true)]
     command: Vec<String>,
@@ -80,6 +83,7 @@ async fn main() -> ExitCode {
     });
 
     match cli.command {
+        Some(Cmd::Run(run)) if run.run_file.is_some() => run_template(run, shutdown).await,
         Some(Cmd::Run(mut run)) => {
             // Like `dapr run`, pick free API ports unless the user chose them,
             // so several runs on one machine never clash.
@@ -143,6 +147,32 @@ async fn main() -> ExitCode {
                     }
                 }
             }
+        }
+    }
+}
+
+/// `outrigger run -f`: every app of the template with its own `outrigger run`.
+async fn run_template(run: RunArgs, shutdown: CancellationToken) -> ExitCode {
+    init_logging(&run.gateway.log_level);
+    if !run.command.is_empty() {
+        eprintln!("outrigger run: -f takes the apps' commands from the template, not after --");
+        return ExitCode::from(64);
+    }
+    let Some(file) = run.run_file else {
+        return ExitCode::from(64);
+    };
+    let plans = match launcher::multi::load(&file) {
+        Ok(plans) => plans,
+        Err(err) => {
+            eprintln!("outrigger run: {err}");
+            return ExitCode::from(64);
+        }
+    };
+    match launcher::multi::run(plans, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("outrigger run: {err}");
+            ExitCode::from(1)
         }
     }
 }

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Instant;
 
+pub mod http_server;
+pub mod invocation;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -80,10 +83,10 @@ pub fn render() -> String {
         return String::new();
     };
     let mut out = Vec::new();
-    if TextEncoder::new()
-        .encode(&m.registry.gather(), &mut out)
-        .is_err()
-    {
+    let mut families = m.registry.gather();
+    families.extend(invocation::gather());
+    families.extend(http_server::gather());
+    if TextEncoder::new().encode(&families, &mut out).is_err() {
         return String::new();
     }
     String::from_utf8(out).unwrap_or_default()

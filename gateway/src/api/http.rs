@@ -87,6 +87,11 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             check_token,
         ))
         .layer(middleware::from_fn(trace))
+        // Outermost: every answer is counted, token refusals included.
+        .layer(middleware::from_fn_with_state(
+            runtime.config.app_id.clone(),
+            crate::metrics::http_server::track,
+        ))
         .with_state(runtime)
 }
 

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 use outrigger_proto::common as common_pb;
 use outrigger_proto::outrigger::internal::v1 as pb;
 
+use crate::access_control::{Caller, Security};
 use crate::app_channel::App;
 use crate::error::{ApiError, codes};
 use crate::nameresolution::Resolver;
@@ -100,6 +101,7 @@ pub struct InvokeApi {
     peers: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
     app_grpc: Option<SocketAddr>,
     resiliency: Arc<OnceLock<Resiliency>>,
+    security: Arc<OnceLock<Security>>,
 }
 
 fn direct_invoke(message: String) -> ApiError {
@@ -123,6 +125,7 @@ impl InvokeApi {
             names,
             token: token.and_then(|t| tonic::metadata::AsciiMetadataValue::try_from(t).ok()),
             peers: Arc::new(Mutex::new(HashMap::new())),
+            security: Arc::default(),
             resiliency: Arc::new(OnceLock::new()),
         }
     }
@@ -135,6 +138,31 @@ impl InvokeApi {
                 "resiliency policies for invocation were already set; keeping the first"
             );
         }
+    }
+
+    /// Set access control and the identity sent to peers (once, at start-up).
+    pub fn secure(&self, security: Security) {
+        if self.security.set(security).is_err() {
+            tracing::warn!("access control was already set; keeping the first");
+        }
+    }
+
+    /// Access control and this app's identity, once set.
+    pub fn security(&self) -> Option<&Security> {
+        self.security.get()
+    }
+
+    /// The callee's side of a peer call: whether access control lets
+    /// `caller` call `call.method` with `call.verb`.
+    ///
+    /// # Errors
+    /// `PermissionDenied` when a policy refuses it.
+    pub fn admit(&self, caller: Option<&Caller>, call: &Call) -> Result<(), tonic::Status> {
+        let Some(security) = self.security.get() else {
+            return Ok(());
+        };
+        let http = !matches!(self.app, Some(App::Grpc(_)));
+        security.admit(caller, &call.method, &call.verb, http)
     }
 
     /// Whether `target` names this gateway's own app (`id` or `id.namespace`).
@@ -217,8 +245,25 @@ impl InvokeApi {
         }
         let mut last = String::new();
         for peer in peers {
+            let started = crate::metrics::invocation::request_sent(&self.app_id, target);
             match self.call_peer(peer.grpc, &peer.app_id, &call).await {
-                Ok(reply) => return Ok(reply),
+                Ok(reply) => {
+                    crate::metrics::invocation::response_received(
+                        &self.app_id,
+                        target,
+                        reply.status,
+                        started,
+                    );
+                    return Ok(reply);
+                }
+                Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                    // Refused by the callee's access control (daprd: 403).
+                    return Err(direct_invoke(format!(
+                        "failed to invoke, id: {target}, err: {}",
+                        status.message()
+                    ))
+                    .with_status(http::StatusCode::FORBIDDEN, tonic::Code::PermissionDenied));
+                }
                 Err(status) if status.code() == tonic::Code::Unavailable => {
                     tracing::debug!(peer = %peer.grpc, reason = %status.message(), "peer gateway unreachable; trying the next");
                     last = status.message().to_owned();
@@ -291,6 +336,17 @@ impl InvokeApi {
             query: call.query.clone(),
             headers: call.headers.iter().cloned().collect(),
             body: call.body.clone(),
+            caller_app_id: self.app_id.clone(),
+            caller_namespace: self
+                .security
+                .get()
+                .map(|s| s.identity.namespace.clone())
+                .unwrap_or_default(),
+            caller_trust_domain: self
+                .security
+                .get()
+                .map(|s| s.identity.trust_domain.clone())
+                .unwrap_or_default(),
         });
         if let Some(token) = &self.token {
             request

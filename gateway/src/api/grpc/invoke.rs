@@ -9,6 +9,7 @@ use outrigger_proto::common as common_pb;
 use outrigger_proto::outrigger::internal::v1 as internal_pb;
 use outrigger_proto::runtime as pb;
 
+use crate::access_control::Caller;
 use crate::api::Runtime;
 use crate::runtime::invoke::{Call, grpc_code_of};
 
@@ -64,6 +65,24 @@ pub(super) async fn invoke_service(
     }))
 }
 
+/// The caller a peer gateway declared (`None` when it sent no app id);
+/// a missing namespace or trust domain is Dapr's default.
+fn caller_of(r: &internal_pb::LocalCall) -> Option<Caller> {
+    use crate::access_control::{DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN};
+    let or = |value: &str, default: &str| {
+        if value.is_empty() {
+            default.to_owned()
+        } else {
+            value.to_owned()
+        }
+    };
+    (!r.caller_app_id.is_empty()).then(|| Caller {
+        app_id: r.caller_app_id.clone(),
+        namespace: or(&r.caller_namespace, DEFAULT_NAMESPACE),
+        trust_domain: or(&r.caller_trust_domain, DEFAULT_TRUST_DOMAIN),
+    })
+}
+
 /// The peer-facing service.
 #[derive(Debug, Clone)]
 pub struct GatewayInvokeService {
@@ -92,6 +111,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
                 self.rt.config.app_id, r.app_id
             )));
         }
+        let caller = caller_of(&r);
         let call = Call {
             method: r.method,
             verb: r.verb,
@@ -99,7 +119,13 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
             headers: r.headers.into_iter().collect(),
             body: r.body,
         };
-        let reply = self.rt.invoke.call_app(call).await?;
+        self.rt.invoke.admit(caller.as_ref(), &call)?;
+        let (app_id, caller_id) = (&self.rt.config.app_id, r.caller_app_id.as_str());
+        crate::metrics::invocation::request_received(app_id, caller_id);
+        let reply = self.rt.invoke.call_app(call).await.inspect_err(|err| {
+            crate::metrics::invocation::response_sent(app_id, caller_id, err.http.as_u16());
+        })?;
+        crate::metrics::invocation::response_sent(app_id, caller_id, reply.status);
         Ok(Response::new(internal_pb::LocalReply {
             status: u32::from(reply.status),
             headers: reply.headers.into_iter().collect(),

@@ -68,6 +68,22 @@ pub async fn proxy(
         Err(why) => return status(why),
     };
     let (mut parts, body) = request.into_parts();
+    let security = rt.invoke.security();
+    if local {
+        // The callee's access control, on the caller its gateway named.
+        let caller = crate::access_control::caller_from_headers(&parts.headers);
+        crate::access_control::set_caller_headers(&mut parts.headers, None);
+        if let Some(security) = security
+            && let Err(denied) = security.admit(caller.as_ref(), parts.uri.path(), "", false)
+        {
+            return status(denied);
+        }
+    } else {
+        crate::access_control::set_caller_headers(
+            &mut parts.headers,
+            security.map(|s| &s.identity),
+        );
+    }
     let path = parts
         .uri
         .path_and_query()
