@@ -213,6 +213,20 @@ async fn main() {
             g.ops / d.ops,
         );
     }
+    // Where the time goes: one gateway in front of its own app (HTTP in,
+    // HTTP to the app), against the two-gateway path above.
+    let own = format!("http://127.0.0.1:{callee_port}/v1.0/invoke/callee/method/echo");
+    let d = measure(&client, &direct, n, 1).await;
+    let one = measure(&client, &own, n, 1).await;
+    let two = measure(&client, &through, n, 1).await;
+    println!(
+        "\none client, p50: direct {:.1} µs, one gateway (own app) {:.1} µs (+{:.1}), two gateways {:.1} µs (+{:.1})",
+        d.p50.as_secs_f64() * 1e6,
+        one.p50.as_secs_f64() * 1e6,
+        (one.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e6,
+        two.p50.as_secs_f64() * 1e6,
+        (two.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e6,
+    );
     let _ = caller.kill().await;
     let _ = callee.kill().await;
     let _ = app.kill().await;
