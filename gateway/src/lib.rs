@@ -16,6 +16,7 @@
 //! - [`runtime`]: building-block logic (state, secrets, bindings,
 //!   configuration, service invocation).
 //! - [`nameresolution`]: how gateways on one machine find each other.
+//! - [`telemetry`]: `spec.tracing`, OTLP export, W3C trace context.
 //! - [`api`]: HTTP and gRPC adapters.
 //! - [`error`]: the one API error and the code catalogue.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -32,6 +33,7 @@ pub mod nameresolution;
 pub mod resiliency;
 pub mod resources;
 pub mod runtime;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,6 +123,7 @@ fn start_subscriptions(
         .clone()
         .map(|check| app_health::watch(app.clone(), check, tracker, shutdown.clone()));
     let inbound = resiliency.inbound.clone();
+    let telemetry = runtime.telemetry.clone();
     let (registry, app_id, inner) = (
         Arc::clone(&runtime.registry),
         config.app_id.clone(),
@@ -148,6 +151,7 @@ fn start_subscriptions(
                 app_id: app_id.clone(),
                 limit: app_limit.clone(),
                 health: health.clone(),
+                telemetry: telemetry.clone(),
             };
             inner.spawn(runtime::subscribe::deliver(
                 link,
@@ -236,6 +240,14 @@ impl Gateway {
                 reason: err.to_string(),
             })
         })?;
+        let telemetry = telemetry::TracingSettings::from_spec(&configuration.spec)
+            .and_then(|settings| telemetry::Telemetry::new(&settings, &config.app_id))
+            .map_err(|err| {
+                GatewayError::Resources(ResourceError::Invalid {
+                    path: config.config_file.clone().unwrap_or_default(),
+                    reason: err.to_string(),
+                })
+            })?;
         let tracker = TaskTracker::new();
 
         let http_addr = SocketAddr::new(config.listen_address, config.http_port);
@@ -277,6 +289,7 @@ impl Gateway {
             shutdown.clone(),
             tracker.clone(),
             resolver,
+            telemetry,
         );
         if let Ok(mut features) = runtime.enabled_features.write() {
             *features = configuration.enabled_features;
@@ -406,5 +419,7 @@ impl Gateway {
         self.registration.take();
         self.tracker.close();
         self.tracker.wait().await;
+        // Last, so spans of the calls that drained are exported too.
+        self.runtime.telemetry.shutdown().await;
     }
 }

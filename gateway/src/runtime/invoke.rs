@@ -86,6 +86,7 @@ pub struct InvokeApi {
     token: Option<tonic::metadata::AsciiMetadataValue>,
     peers: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
     app_grpc: Option<SocketAddr>,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 fn direct_invoke(message: String) -> ApiError {
@@ -109,7 +110,19 @@ impl InvokeApi {
             names,
             token: token.and_then(|t| tonic::metadata::AsciiMetadataValue::try_from(t).ok()),
             peers: Arc::new(Mutex::new(HashMap::new())),
+            telemetry: crate::telemetry::Telemetry::disabled(),
         }
+    }
+
+    /// Trace calls with `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// The tracer calls are traced with.
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.telemetry
     }
 
     /// Whether `target` names this gateway's own app (`id` or `id.namespace`).
@@ -127,7 +140,8 @@ impl InvokeApi {
     /// that answers, whatever its status, is a [`Reply`].
     #[tracing::instrument(skip_all, fields(block = "invoke", app_id = target, method = %call.method))]
     pub async fn invoke(&self, target: &str, mut call: Call) -> Result<Reply, ApiError> {
-        crate::metrics::timed("invoke", "invoke", async {
+        let span = crate::telemetry::invoke::caller_span(&self.telemetry, target, &mut call);
+        let called = crate::metrics::timed("invoke", "invoke", async {
             if target.is_empty() {
                 return Err(ApiError::new(
                     codes::ERR_DIRECT_INVOKE,
@@ -169,8 +183,8 @@ impl InvokeApi {
             Err(direct_invoke(format!(
                 "failed to invoke, id: {target}: no gateway of it answered ({last})"
             )))
-        })
-        .await
+        });
+        crate::telemetry::invoke::finish(&span, crate::telemetry::within(span.clone(), called).await)
     }
 
     /// Where a proxied gRPC call for `target` goes: this gateway's gRPC
@@ -233,6 +247,7 @@ impl InvokeApi {
                 .metadata_mut()
                 .insert(crate::api::http::TOKEN_HEADER, token.clone());
         }
+        crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
         let reply = pb::gateway_invoke_client::GatewayInvokeClient::new(channel)
             .call_local(request)
             .await?
@@ -308,7 +323,9 @@ impl InvokeApi {
                         querystring: call.query,
                     }),
                 };
-                match grpc.client().on_invoke(grpc.request(request)).await {
+                let mut request = grpc.request(request);
+                crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
+                match grpc.client().on_invoke(request).await {
                     Ok(reply) => {
                         let reply = reply.into_inner();
                         let mut headers = Vec::new();
