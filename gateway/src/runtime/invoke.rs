@@ -143,11 +143,10 @@ impl InvokeApi {
         let span = crate::telemetry::invoke::caller_span(&self.telemetry, target, &mut call);
         let called = crate::metrics::timed("invoke", "invoke", async {
             if target.is_empty() {
-                return Err(ApiError::new(
-                    codes::ERR_DIRECT_INVOKE,
-                    "app id: must not be empty",
-                )
-                .with_status(http::StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument));
+                return Err(
+                    ApiError::new(codes::ERR_DIRECT_INVOKE, "app id: must not be empty")
+                        .with_status(http::StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+                );
             }
             call.headers = forwarded(std::mem::take(&mut call.headers));
             if self.is_local(target) {
@@ -184,7 +183,10 @@ impl InvokeApi {
                 "failed to invoke, id: {target}: no gateway of it answered ({last})"
             )))
         });
-        crate::telemetry::invoke::finish(&span, crate::telemetry::within(span.clone(), called).await)
+        crate::telemetry::invoke::finish(
+            &span,
+            crate::telemetry::within(span.clone(), called).await,
+        )
     }
 
     /// Where a proxied gRPC call for `target` goes: this gateway's gRPC

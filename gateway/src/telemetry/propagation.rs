@@ -158,11 +158,17 @@ mod tests {
         inject_http(&cx, &mut headers);
         assert_eq!(headers.get(TRACEPARENT).unwrap(), PARENT);
         assert_eq!(headers.get(TRACESTATE).unwrap(), "congo=t61rcWkgMzE");
-        assert_eq!(traceparent_of(&extract_http(&headers)).as_deref(), Some(PARENT));
+        assert_eq!(
+            traceparent_of(&extract_http(&headers)).as_deref(),
+            Some(PARENT)
+        );
 
         let mut metadata = tonic::metadata::MetadataMap::new();
         inject_grpc(&cx, &mut metadata);
-        assert_eq!(traceparent_of(&extract_grpc(&metadata)).as_deref(), Some(PARENT));
+        assert_eq!(
+            traceparent_of(&extract_grpc(&metadata)).as_deref(),
+            Some(PARENT)
+        );
 
         let mut pairs = vec![
             ("Traceparent".to_owned(), "00-garbage".to_owned()),
@@ -170,11 +176,17 @@ mod tests {
         ];
         assert!(traceparent_of(&extract_pairs(&pairs)).is_none());
         set_pairs(&cx, &mut pairs);
-        assert_eq!(traceparent_of(&extract_pairs(&pairs)).as_deref(), Some(PARENT));
+        assert_eq!(
+            traceparent_of(&extract_pairs(&pairs)).as_deref(),
+            Some(PARENT)
+        );
         assert_eq!(pairs.len(), 3);
 
         let event = serde_json::json!({"traceid": PARENT});
-        assert_eq!(traceparent_of(&extract_event(&event)).as_deref(), Some(PARENT));
+        assert_eq!(
+            traceparent_of(&extract_event(&event)).as_deref(),
+            Some(PARENT)
+        );
     }
 
     #[test]

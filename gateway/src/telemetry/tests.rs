@@ -34,7 +34,9 @@ fn reads_rate_and_otel() {
     assert_eq!(s.sampling_rate, 0.5);
     assert_eq!(s.otlp.map(|o| o.protocol), Some(OtlpProtocol::Http));
     assert_eq!(
-        settings("tracing: {samplingRate: 1}").unwrap().sampling_rate,
+        settings("tracing: {samplingRate: 1}")
+            .unwrap()
+            .sampling_rate,
         1.0
     );
 }
@@ -42,9 +44,18 @@ fn reads_rate_and_otel() {
 #[test]
 fn bad_settings_name_the_field() {
     for (yaml, field) in [
-        ("tracing: {samplingRate: \"lots\"}", "spec.tracing.samplingRate"),
-        ("tracing: {samplingRate: \"1.5\"}", "spec.tracing.samplingRate"),
-        ("tracing: {samplingRate: \"-0.1\"}", "spec.tracing.samplingRate"),
+        (
+            "tracing: {samplingRate: \"lots\"}",
+            "spec.tracing.samplingRate",
+        ),
+        (
+            "tracing: {samplingRate: \"1.5\"}",
+            "spec.tracing.samplingRate",
+        ),
+        (
+            "tracing: {samplingRate: \"-0.1\"}",
+            "spec.tracing.samplingRate",
+        ),
         (
             "tracing: {otel: {endpointAddress: x, protocol: zipkin}}",
             "spec.tracing.otel.protocol",

@@ -39,7 +39,9 @@ pub(super) async fn invoke_service(
     if !message.content_type.is_empty() {
         headers.push(("content-type".to_owned(), message.content_type.clone()));
     }
-    headers.extend(propagation::headers_of(&propagation::extract_grpc(&metadata)));
+    headers.extend(propagation::headers_of(&propagation::extract_grpc(
+        &metadata,
+    )));
     let call = Call {
         method: message.method,
         verb,

@@ -1,0 +1,384 @@
+//! Distributed tracing across two real gateways and two HTTP apps, checked
+//! at an in-test OTLP receiver (gRPC `TraceService/Export`, and OTLP/HTTP
+//! `POST /v1/traces`): one trace id from the first request to the last app,
+//! the publisher's trace id in a delivered CloudEvent, `samplingRate: "0"`
+//! exporting nothing, and bad `spec.tracing` settings stopping start-up.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// One exported span: its service (app id), trace id (hex) and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Exported {
+    service: String,
+    trace_id: String,
+    name: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Spans(Arc<Mutex<Vec<Exported>>>);
+
+impl Spans {
+    fn record(&self, request: ExportTraceServiceRequest) {
+        let mut all = self.0.lock().unwrap();
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    AnyValue::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    all.push(Exported {
+                        service: service.clone(),
+                        trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
+                        name: span.name,
+                    });
+                }
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<Exported> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Wait (up to 5 s) until spans of every one of `services` arrived.
+    async fn wait_for(&self, services: &[&str]) -> Vec<Exported> {
+        for _ in 0..100 {
+            let all = self.all();
+            if services.iter().all(|s| all.iter().any(|e| e.service == *s)) {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("spans of {services:?} never arrived; got {:?}", self.all());
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Spans {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC receiver on a free port.
+async fn grpc_receiver() -> (SocketAddr, Spans) {
+    let spans = Spans::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = TraceServiceServer::new(spans.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (addr, spans)
+}
+
+/// An OTLP/HTTP (protobuf) receiver on a free port.
+async fn http_receiver() -> (SocketAddr, Spans) {
+    let spans = Spans::default();
+    let recorded = spans.clone();
+    let router = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: Bytes| {
+            let recorded = recorded.clone();
+            async move {
+                recorded.record(ExportTraceServiceRequest::decode(body).unwrap());
+                (
+                    [("content-type", "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, spans)
+}
+
+fn tracing_config(dir: &Path, rate: &str, endpoint: SocketAddr, protocol: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {{name: tracing}}\nspec:\n  tracing:\n    samplingRate: \"{rate}\"\n    otel:\n      endpointAddress: \"{endpoint}\"\n      isSecure: false\n      protocol: {protocol}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn gateway(
+    app_id: &str,
+    app_port: Option<u16>,
+    registry: &Path,
+    dir: &Path,
+    config_file: PathBuf,
+) -> outrigger::Gateway {
+    std::fs::create_dir_all(dir.join("resources")).unwrap();
+    let mut config = support::config(dir, None);
+    config.app_id = app_id.into();
+    config.app_port = app_port;
+    config.registry_folder = Some(registry.to_path_buf());
+    config.config_file = Some(config_file);
+    outrigger::Gateway::start(config, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+/// A real HTTP call; the response's status, headers and body.
+async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, HeaderMap, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = http::Request::post(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = client
+        .request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+fn traceparent(headers: &HeaderMap) -> String {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// App A: `/start` calls app B's `/echo` through its own gateway (found in
+/// `gateway`), passing on the `traceparent` it was given, as Dapr asks apps to.
+async fn app_a(seen: Seen, gateway: Arc<OnceLock<SocketAddr>>) -> u16 {
+    let router = axum::Router::new().route(
+        "/start",
+        axum::routing::post(move |headers: HeaderMap| {
+            let (seen, gateway) = (seen.clone(), gateway.clone());
+            async move {
+                let parent = traceparent(&headers);
+                seen.lock().unwrap().push(parent.clone());
+                let url = format!(
+                    "http://{}/v1.0/invoke/app-b/method/echo",
+                    gateway.get().unwrap()
+                );
+                let (_, _, body) = post(&url, &[("traceparent", &parent)], "from a").await;
+                body
+            }
+        }),
+    );
+    serve(router).await
+}
+
+/// App B: `/echo` records the `traceparent` it got.
+async fn app_b(seen: Seen) -> u16 {
+    let router = axum::Router::new().route(
+        "/echo",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(traceparent(&headers));
+                format!("b got {body}")
+            }
+        }),
+    );
+    serve(router).await
+}
+
+async fn serve(router: axum::Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
+}
+
+/// Test → gateway A → app A → gateway A → gateway B → app B, started with
+/// `PARENT`; exported to `receiver` over `protocol`.
+async fn one_trace_across_two_gateways(protocol: &str, receiver: SocketAddr, spans: &Spans) {
+    let registry = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (seen_a, seen_b) = (Seen::default(), Seen::default());
+    let gateway_a_addr = Arc::new(OnceLock::new());
+    let port_a = app_a(seen_a.clone(), gateway_a_addr.clone()).await;
+    let port_b = app_b(seen_b.clone()).await;
+    let config_a = tracing_config(dir_a.path(), "1", receiver, protocol);
+    let config_b = tracing_config(dir_b.path(), "1", receiver, protocol);
+    let a = gateway(
+        "app-a",
+        Some(port_a),
+        registry.path(),
+        dir_a.path(),
+        config_a,
+    )
+    .await;
+    let b = gateway(
+        "app-b",
+        Some(port_b),
+        registry.path(),
+        dir_b.path(),
+        config_b,
+    )
+    .await;
+    gateway_a_addr.set(a.http_addr).unwrap();
+
+    let (status, headers, body) = post(
+        &format!("http://{}/v1.0/invoke/app-a/method/start", a.http_addr),
+        &[("traceparent", PARENT)],
+        "",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "b got from a"));
+    // The reply carries the gateway's span, in the caller's trace.
+    let returned = traceparent(&headers);
+    assert!(returned.starts_with(&format!("00-{TRACE}-")), "{returned}");
+    assert_ne!(returned, PARENT);
+
+    // Both apps saw the trace, each with a span id of its gateway's span.
+    for seen in [&seen_a, &seen_b] {
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].starts_with(&format!("00-{TRACE}-")), "{seen:?}");
+        assert!(seen[0].ends_with("-01") && seen[0] != PARENT, "{seen:?}");
+    }
+    assert_ne!(seen_a.lock().unwrap()[0], seen_b.lock().unwrap()[0]);
+
+    a.runtime.telemetry.flush().await;
+    b.runtime.telemetry.flush().await;
+    let all = spans.wait_for(&["app-a", "app-b"]).await;
+    assert!(all.iter().all(|s| s.trace_id == TRACE), "{all:?}");
+    let names: Vec<(&str, &str)> = all
+        .iter()
+        .map(|s| (s.service.as_str(), s.name.as_str()))
+        .collect();
+    for expected in [
+        ("app-a", "invoke/app-a/start"),
+        ("app-a", "invoke/app-b/echo"),
+        ("app-b", "CallLocal/app-b/echo"),
+    ] {
+        assert!(names.contains(&expected), "{expected:?} not in {names:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_both_gateways_and_apps_over_otlp_grpc() {
+    let (receiver, spans) = grpc_receiver().await;
+    one_trace_across_two_gateways("grpc", receiver, &spans).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_both_gateways_and_apps_over_otlp_http() {
+    let (receiver, spans) = http_receiver().await;
+    one_trace_across_two_gateways("http", receiver, &spans).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_rate_zero_exports_nothing_but_passes_the_context_on() {
+    let (receiver, spans) = grpc_receiver().await;
+    let registry = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seen_b = Seen::default();
+    let port_b = app_b(seen_b.clone()).await;
+    let config_a = tracing_config(dir_a.path(), "0", receiver, "grpc");
+    let config_b = tracing_config(dir_b.path(), "0", receiver, "grpc");
+    let a = gateway("app-a", None, registry.path(), dir_a.path(), config_a).await;
+    let b = gateway(
+        "app-b",
+        Some(port_b),
+        registry.path(),
+        dir_b.path(),
+        config_b,
+    )
+    .await;
+
+    let (status, _, body) = post(
+        &format!("http://{}/v1.0/invoke/app-b/method/echo", a.http_addr),
+        &[("traceparent", PARENT)],
+        "x",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "b got x"));
+    assert_eq!(*seen_b.lock().unwrap(), vec![PARENT.to_owned()]);
+
+    a.runtime.telemetry.flush().await;
+    b.runtime.telemetry.flush().await;
+    // Longer than the exporter's 500 ms batch delay: nothing may arrive.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(spans.all().is_empty(), "{:?}", spans.all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tracing_settings_stop_start_up_naming_file_and_field() {
+    for (tracing, field) in [
+        ("samplingRate: \"often\"", "spec.tracing.samplingRate"),
+        ("samplingRate: \"2\"", "spec.tracing.samplingRate"),
+        (
+            "otel: {endpointAddress: \"localhost:4317\", protocol: thrift}",
+            "spec.tracing.otel.protocol",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("resources")).unwrap();
+        let file = dir.path().join("tracing-config.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "kind: Configuration\nmetadata: {{name: c}}\nspec:\n  tracing: {{{tracing}}}\n"
+            ),
+        )
+        .unwrap();
+        let mut config = support::config(dir.path(), None);
+        config.config_file = Some(file);
+        let err = outrigger::Gateway::start(config, CancellationToken::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tracing-config.yaml") && err.contains(field),
+            "{tracing}: {err}"
+        );
+    }
+}
