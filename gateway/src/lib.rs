@@ -335,6 +335,7 @@ impl Gateway {
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = tonic::transport::Server::builder()
+                .layer(tower::layer::layer_fn(telemetry::TraceContext))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),

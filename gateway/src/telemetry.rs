@@ -305,6 +305,33 @@ pub fn within<F: Future>(cx: Context, call: F) -> opentelemetry::context::WithCo
     opentelemetry::context::FutureExt::with_context(call, cx)
 }
 
+/// A service that runs each request with the W3C trace context of its
+/// headers (or gRPC metadata) as the current context, so the component
+/// calls it makes carry the caller's trace.
+#[derive(Debug, Clone)]
+pub struct TraceContext<S>(pub S);
+
+impl<S, B> tower::Service<http::Request<B>> for TraceContext<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = opentelemetry::context::WithContext<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let incoming = propagation::extract_http(request.headers());
+        within(incoming, self.0.call(request))
+    }
+}
+
 /// End the span in `cx` with the HTTP `status` the call ended with
 /// (5xx, or `None` for a failure without one, marks it an error).
 pub fn end(cx: &Context, status: Option<u16>) {

@@ -382,3 +382,156 @@ async fn bad_tracing_settings_stop_start_up_naming_file_and_field() {
         );
     }
 }
+
+/// The subscriber app: records each delivered CloudEvent and the
+/// `traceparent` header it came with.
+async fn subscriber(seen: Arc<Mutex<Vec<(serde_json::Value, String)>>>) -> u16 {
+    let router = axum::Router::new()
+        .route(
+            "/dapr/subscribe",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!([
+                    {"pubsubname": "pubsub", "topic": "orders", "route": "/orders"}
+                ]))
+            }),
+        )
+        .route(
+            "/orders",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let event = serde_json::from_slice(&body).unwrap_or_default();
+                    seen.lock().unwrap().push((event, traceparent(&headers)));
+                    axum::Json(serde_json::json!({"status": "SUCCESS"}))
+                }
+            }),
+        );
+    serve(router).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_continues_the_publishers_trace() {
+    let (receiver, spans) = grpc_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sockets = dir.path().join("sockets");
+    std::fs::create_dir_all(dir.path().join("resources")).unwrap();
+    std::fs::write(
+        dir.path().join("resources/pubsub.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: pubsub}}\nspec:\n  type: pubsub.sqlite\n  version: v1\n  metadata:\n  - {{name: databaseFile, value: \"{}\"}}\n  - {{name: pollInterval, value: 20ms}}\n",
+            dir.path().join("bus.db").display()
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(
+        outrigger_local::services(outrigger_component_sdk::ComponentServer::new(&sockets))
+            .serve(async move { token.cancelled().await }),
+    );
+    while tokio::net::UnixStream::connect(sockets.join("local.sock"))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut config = support::config(dir.path(), None);
+    config.app_id = "shop".into();
+    config.app_port = Some(subscriber(seen.clone()).await);
+    config.config_file = Some(tracing_config(dir.path(), "1", receiver, "grpc"));
+    let gateway = outrigger::Gateway::start(config, stop.clone())
+        .await
+        .unwrap();
+
+    let (status, _, body) = post(
+        &format!("http://{}/v1.0/publish/pubsub/orders", gateway.http_addr),
+        &[
+            ("traceparent", PARENT),
+            ("content-type", "application/json"),
+        ],
+        "{\"order\":1}",
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let mut delivered = None;
+    for _ in 0..100 {
+        if let Some(first) = seen.lock().unwrap().first() {
+            delivered = Some(first.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (event, header) = delivered.expect("the event is delivered");
+    let in_event = event["traceparent"].as_str().unwrap_or_default().to_owned();
+    // The event carries the publisher's gateway span, in the caller's trace.
+    assert!(in_event.starts_with(&format!("00-{TRACE}-")), "{event}");
+    assert_ne!(in_event, PARENT);
+    assert_eq!(event["traceid"], event["traceparent"]);
+    // The app gets the delivery span, a child in the same trace.
+    assert!(header.starts_with(&format!("00-{TRACE}-")), "{header}");
+    assert_ne!(header, in_event);
+
+    gateway.runtime.telemetry.flush().await;
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names = spans
+            .all()
+            .into_iter()
+            .map(|s| (s.trace_id, s.name))
+            .collect();
+        if names.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for expected in ["publish/pubsub/orders", "deliver/orders"] {
+        assert!(
+            names.contains(&(TRACE.to_owned(), expected.to_owned())),
+            "{expected} not in {names:?}"
+        );
+    }
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_calls_carry_the_current_trace_context() {
+    // A stand-in component: an HTTP/2 server on a Unix socket that records
+    // the `traceparent` of every call.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("spy.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let seen = Seen::default();
+    let recorded = seen.clone();
+    let router = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let recorded = recorded.clone();
+        async move {
+            recorded.lock().unwrap().push(traceparent(&headers));
+            ""
+        }
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+
+    let mut channel = outrigger::components::channel::lazy(&socket);
+    let call = |channel: &mut outrigger::components::channel::UdsChannel| {
+        let request = http::Request::post("/dapr.proto.components.v1.StateStore/Ping")
+            .header("content-type", "application/grpc")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        tower::Service::call(channel, request)
+    };
+    let cx = outrigger::telemetry::propagation::extract_values(Some(PARENT), None);
+    outrigger::telemetry::within(cx, async { call(&mut channel).await })
+        .await
+        .unwrap();
+    // Outside any trace, nothing is added.
+    call(&mut channel).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![PARENT.to_owned(), String::new()]
+    );
+}

@@ -119,7 +119,11 @@ async fn trace(request: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
     );
     let _entered = span.clone();
-    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    // The app's W3C trace context is current while the call runs, so the
+    // component calls it makes carry it (see `telemetry`).
+    let incoming = crate::telemetry::propagation::extract_http(request.headers());
+    let call = crate::telemetry::within(incoming, next.run(request));
+    let response = tracing::Instrument::instrument(call, span.clone()).await;
     span.record("http.response.status_code", response.status().as_u16());
     response
 }

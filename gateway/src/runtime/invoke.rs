@@ -325,9 +325,7 @@ impl InvokeApi {
                         querystring: call.query,
                     }),
                 };
-                let mut request = grpc.request(request);
-                crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
-                match grpc.client().on_invoke(request).await {
+                match grpc.client().on_invoke(grpc.request(request)).await {
                     Ok(reply) => {
                         let reply = reply.into_inner();
                         let mut headers = Vec::new();
