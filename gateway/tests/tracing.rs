@@ -5,6 +5,8 @@
 //! exporting nothing, and bad `spec.tracing` settings stopping start-up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "tracing/otlp.rs"]
+mod otlp;
 mod support;
 
 use std::net::SocketAddr;
@@ -17,120 +19,12 @@ use axum::http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use prost::Message as _;
 use tokio_util::sync::CancellationToken;
+
+use otlp::{Spans, grpc_receiver, http_receiver};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// One exported span: its service (app id), trace id (hex) and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Exported {
-    service: String,
-    trace_id: String,
-    name: String,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Spans(Arc<Mutex<Vec<Exported>>>);
-
-impl Spans {
-    fn record(&self, request: ExportTraceServiceRequest) {
-        let mut all = self.0.lock().unwrap();
-        for resource_spans in request.resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                    AnyValue::StringValue(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    all.push(Exported {
-                        service: service.clone(),
-                        trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
-                        name: span.name,
-                    });
-                }
-            }
-        }
-    }
-
-    fn all(&self) -> Vec<Exported> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Wait (up to 5 s) until spans of every one of `services` arrived.
-    async fn wait_for(&self, services: &[&str]) -> Vec<Exported> {
-        for _ in 0..100 {
-            let all = self.all();
-            if services.iter().all(|s| all.iter().any(|e| e.service == *s)) {
-                return all;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("spans of {services:?} never arrived; got {:?}", self.all());
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Spans {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.record(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-/// An OTLP/gRPC receiver on a free port.
-async fn grpc_receiver() -> (SocketAddr, Spans) {
-    let spans = Spans::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = TraceServiceServer::new(spans.clone());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    (addr, spans)
-}
-
-/// An OTLP/HTTP (protobuf) receiver on a free port.
-async fn http_receiver() -> (SocketAddr, Spans) {
-    let spans = Spans::default();
-    let recorded = spans.clone();
-    let router = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(move |body: Bytes| {
-            let recorded = recorded.clone();
-            async move {
-                recorded.record(ExportTraceServiceRequest::decode(body).unwrap());
-                (
-                    [("content-type", "application/x-protobuf")],
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (addr, spans)
-}
 
 fn tracing_config(dir: &Path, rate: &str, endpoint: SocketAddr, protocol: &str) -> PathBuf {
     let path = dir.join("config.yaml");
@@ -534,4 +428,55 @@ async fn component_calls_carry_the_current_trace_context() {
         *seen.lock().unwrap(),
         vec![PARENT.to_owned(), String::new()]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_invoke_service_continues_the_callers_trace() {
+    use outrigger_proto::common as common_pb;
+    use outrigger_proto::runtime as pb;
+
+    let (receiver, spans) = grpc_receiver().await;
+    let registry = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seen_b = Seen::default();
+    let port_b = app_b(seen_b.clone()).await;
+    let config_a = tracing_config(dir_a.path(), "1", receiver, "grpc");
+    let config_b = tracing_config(dir_b.path(), "1", receiver, "grpc");
+    let a = gateway("app-a", None, registry.path(), dir_a.path(), config_a).await;
+    let b = gateway(
+        "app-b",
+        Some(port_b),
+        registry.path(),
+        dir_b.path(),
+        config_b,
+    )
+    .await;
+
+    let mut client = pb::dapr_client::DaprClient::connect(format!("http://{}", a.grpc_addr))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(pb::InvokeServiceRequest {
+        id: "app-b".into(),
+        message: Some(common_pb::InvokeRequest {
+            method: "echo".into(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: b"over grpc".to_vec(),
+            }),
+            content_type: "text/plain".into(),
+            http_extension: None,
+        }),
+    });
+    request
+        .metadata_mut()
+        .insert("traceparent", PARENT.parse().unwrap());
+    let reply = client.invoke_service(request).await.unwrap().into_inner();
+    assert_eq!(reply.data.unwrap().value, b"b got over grpc");
+    let seen = seen_b.lock().unwrap().clone();
+    assert!(seen[0].starts_with(&format!("00-{TRACE}-")), "{seen:?}");
+
+    a.runtime.telemetry.flush().await;
+    b.runtime.telemetry.flush().await;
+    let all = spans.wait_for(&["app-a", "app-b"]).await;
+    assert!(all.iter().all(|s| s.trace_id == TRACE), "{all:?}");
 }
