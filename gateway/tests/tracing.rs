@@ -455,25 +455,42 @@ async fn grpc_invoke_service_continues_the_callers_trace() {
     let mut client = pb::dapr_client::DaprClient::connect(format!("http://{}", a.grpc_addr))
         .await
         .unwrap();
-    let mut request = tonic::Request::new(pb::InvokeServiceRequest {
-        id: "app-b".into(),
-        message: Some(common_pb::InvokeRequest {
-            method: "echo".into(),
-            data: Some(prost_types::Any {
-                type_url: String::new(),
-                value: b"over grpc".to_vec(),
+    let request = || {
+        tonic::Request::new(pb::InvokeServiceRequest {
+            id: "app-b".into(),
+            message: Some(common_pb::InvokeRequest {
+                method: "echo".into(),
+                data: Some(prost_types::Any {
+                    type_url: String::new(),
+                    value: b"over grpc".to_vec(),
+                }),
+                content_type: "text/plain".into(),
+                http_extension: None,
             }),
-            content_type: "text/plain".into(),
-            http_extension: None,
-        }),
-    });
-    request
+        })
+    };
+    // `traceparent` metadata, then daprd's binary `grpc-trace-bin` form.
+    let mut with_text = request();
+    with_text
         .metadata_mut()
         .insert("traceparent", PARENT.parse().unwrap());
-    let reply = client.invoke_service(request).await.unwrap().into_inner();
-    assert_eq!(reply.data.unwrap().value, b"b got over grpc");
+    let mut with_binary = request();
+    let mut binary = vec![0, 0];
+    binary.extend((0..16).map(|i| u8::from_str_radix(&TRACE[i * 2..i * 2 + 2], 16).unwrap()));
+    binary.extend([1, 0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7, 2, 1]);
+    with_binary.metadata_mut().insert_bin(
+        "grpc-trace-bin",
+        tonic::metadata::BinaryMetadataValue::from_bytes(&binary),
+    );
+    for request in [with_text, with_binary] {
+        let reply = client.invoke_service(request).await.unwrap().into_inner();
+        assert_eq!(reply.data.unwrap().value, b"b got over grpc");
+    }
     let seen = seen_b.lock().unwrap().clone();
-    assert!(seen[0].starts_with(&format!("00-{TRACE}-")), "{seen:?}");
+    assert_eq!(seen.len(), 2);
+    for parent in &seen {
+        assert!(parent.starts_with(&format!("00-{TRACE}-")), "{seen:?}");
+    }
 
     a.runtime.telemetry.flush().await;
     b.runtime.telemetry.flush().await;

@@ -1,14 +1,16 @@
 //! W3C trace context (`traceparent`, `tracestate`) in and out of HTTP
 //! headers, gRPC metadata, forwarded header lists and CloudEvents.
 //!
-//! `grpc-trace-bin` (the binary form some gRPC clients send) is not read:
-//! apps that want their trace continued over gRPC send `traceparent`.
+//! gRPC metadata also carries `grpc-trace-bin`, the binary form daprd uses
+//! on gRPC (OpenCensus layout: version 0, then field 0 = 16-byte trace id,
+//! field 1 = 8-byte span id, field 2 = 1 byte of flags). It is read when
+//! there is no `traceparent`, and written beside it.
 
 use std::collections::HashMap;
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 /// The W3C trace parent header.
@@ -62,15 +64,70 @@ impl Injector for Map {
     }
 }
 
-/// The trace context in `headers` (an empty context when there is none or
-/// it is malformed).
+/// The trace context in `headers` or gRPC metadata: `traceparent`, else
+/// `grpc-trace-bin` (an empty context when there is none or it is malformed).
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
-    TraceContextPropagator::new().extract(&Headers(headers))
+    let cx = TraceContextPropagator::new().extract(&Headers(headers));
+    if cx.span().span_context().is_valid() {
+        return cx;
+    }
+    use base64::Engine as _;
+    headers
+        .get(GRPC_TRACE_BIN)
+        .and_then(|v| {
+            // gRPC sends binary metadata base64-encoded, padding optional.
+            let text = v.to_str().ok()?.trim_end_matches('=');
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(text)
+                .ok()
+        })
+        .and_then(|bytes| from_binary(&bytes))
+        .map_or(cx, |sc| Context::new().with_remote_span_context(sc))
 }
 
-/// The trace context in gRPC `metadata`.
+/// The binary trace context header of gRPC.
+pub const GRPC_TRACE_BIN: &str = "grpc-trace-bin";
+
+/// The trace context in gRPC `metadata` (see [`extract_http`]).
 pub fn extract_grpc(metadata: &tonic::metadata::MetadataMap) -> Context {
     extract_http(metadata.as_ref())
+}
+
+fn from_binary(bytes: &[u8]) -> Option<SpanContext> {
+    // version, then (field id, value) pairs in order.
+    match bytes {
+        [0, 0, rest @ ..] if rest.len() >= 16 + 1 + 8 => {
+            let trace: [u8; 16] = rest[..16].try_into().ok()?;
+            let rest = &rest[16..];
+            if rest[0] != 1 {
+                return None;
+            }
+            let span: [u8; 8] = rest[1..9].try_into().ok()?;
+            let flags = match &rest[9..] {
+                [2, flags, ..] => *flags,
+                _ => 0,
+            };
+            let sc = SpanContext::new(
+                TraceId::from_bytes(trace),
+                SpanId::from_bytes(span),
+                TraceFlags::new(flags & 1),
+                true,
+                TraceState::default(),
+            );
+            sc.is_valid().then_some(sc)
+        }
+        _ => None,
+    }
+}
+
+fn to_binary(sc: &SpanContext) -> Vec<u8> {
+    let mut out = Vec::with_capacity(29);
+    out.extend([0, 0]);
+    out.extend(sc.trace_id().to_bytes());
+    out.push(1);
+    out.extend(sc.span_id().to_bytes());
+    out.extend([2, sc.trace_flags().to_u8()]);
+    out
 }
 
 /// The trace context in a forwarded header list (names matched without case).
@@ -111,9 +168,18 @@ pub fn inject_http(cx: &Context, headers: &mut http::HeaderMap) {
     }
 }
 
-/// Write `cx` into gRPC `metadata`.
+/// Write `cx` into gRPC `metadata` (`traceparent`, `tracestate` and
+/// `grpc-trace-bin`).
 pub fn inject_grpc(cx: &Context, metadata: &mut tonic::metadata::MetadataMap) {
     inject_http(cx, metadata.as_mut());
+    let span = cx.span();
+    let sc = span.span_context();
+    if sc.is_valid() {
+        metadata.insert_bin(
+            GRPC_TRACE_BIN,
+            tonic::metadata::BinaryMetadataValue::from_bytes(&to_binary(sc)),
+        );
+    }
 }
 
 /// Write the current context (see [`super::within`]) into gRPC `metadata`.
@@ -187,6 +253,39 @@ mod tests {
             traceparent_of(&extract_event(&event)).as_deref(),
             Some(PARENT)
         );
+    }
+
+    #[test]
+    fn grpc_trace_bin_is_read_and_written() {
+        let cx = extract_values(Some(PARENT), None);
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        inject_grpc(&cx, &mut metadata);
+        let bin = metadata
+            .get_bin(GRPC_TRACE_BIN)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        assert_eq!(bin.len(), 29);
+        assert_eq!(
+            &bin[2..18],
+            &[
+                0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80,
+                0x31, 0x9c
+            ]
+        );
+        // Only the binary form: still the same trace and parent span.
+        metadata.remove(TRACEPARENT);
+        assert_eq!(
+            traceparent_of(&extract_grpc(&metadata)).as_deref(),
+            Some(PARENT)
+        );
+        // Garbage is ignored.
+        let mut bad = tonic::metadata::MetadataMap::new();
+        bad.insert_bin(
+            GRPC_TRACE_BIN,
+            tonic::metadata::BinaryMetadataValue::from_bytes(&[0, 0, 1, 2]),
+        );
+        assert!(traceparent_of(&extract_grpc(&bad)).is_none());
     }
 
     #[test]
