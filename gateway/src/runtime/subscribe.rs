@@ -406,11 +406,8 @@ async fn deliver_once(
         );
         let telemetry = link.telemetry.clone();
         tracker.spawn(async move {
-            let span = crate::telemetry::pubsub::deliver_span(
-                &telemetry,
-                &sub.topic,
-                &serde_json::from_slice(&message.data).unwrap_or_default(),
-            );
+            let span =
+                crate::telemetry::pubsub::deliver_span(&telemetry, &sub.topic, &message.data);
             let handled = handle(&app, &sub, retry.as_ref(), &component, &message);
             let outcome = crate::telemetry::within(span.clone(), handled).await;
             match &outcome {

@@ -199,14 +199,23 @@ pub fn set_pairs(cx: &Context, headers: &mut Vec<(String, String)>) {
     headers.extend(fresh);
 }
 
-/// The trace context a CloudEvent carries (`traceparent`, else Dapr's
-/// older `traceid`, and `tracestate`).
-pub fn extract_event(event: &serde_json::Value) -> Context {
-    let field = |name: &str| event.get(name).and_then(serde_json::Value::as_str);
-    extract_values(
-        field(TRACEPARENT).or_else(|| field("traceid")),
-        field(TRACESTATE),
-    )
+/// The trace context a CloudEvent (JSON bytes) carries: `traceparent`,
+/// else Dapr's older `traceid`, and `tracestate`. Only these fields are
+/// decoded; anything that is not such an event gives an empty context.
+pub fn extract_event(event: &[u8]) -> Context {
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        traceparent: Option<String>,
+        traceid: Option<String>,
+        tracestate: Option<String>,
+    }
+    match serde_json::from_slice::<Fields>(event) {
+        Ok(f) => extract_values(
+            f.traceparent.as_deref().or(f.traceid.as_deref()),
+            f.tracestate.as_deref(),
+        ),
+        Err(_) => Context::new(),
+    }
 }
 
 #[cfg(test)]
@@ -248,11 +257,12 @@ mod tests {
         );
         assert_eq!(pairs.len(), 3);
 
-        let event = serde_json::json!({"traceid": PARENT});
+        let event = format!(r#"{{"data":{{"a":[1]}},"traceid":"{PARENT}"}}"#);
         assert_eq!(
-            traceparent_of(&extract_event(&event)).as_deref(),
+            traceparent_of(&extract_event(event.as_bytes())).as_deref(),
             Some(PARENT)
         );
+        assert!(traceparent_of(&extract_event(b"\x00raw")).is_none());
     }
 
     #[test]

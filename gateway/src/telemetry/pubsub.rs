@@ -40,9 +40,9 @@ pub fn publish_span(
     cx
 }
 
-/// Open the consumer span for delivering `event` (a CloudEvent, or
+/// Open the consumer span for delivering `event` (a CloudEvent's JSON, or
 /// anything else for a new trace) from `topic`.
-pub fn deliver_span(telemetry: &Telemetry, topic: &str, event: &serde_json::Value) -> Context {
+pub fn deliver_span(telemetry: &Telemetry, topic: &str, event: &[u8]) -> Context {
     let parent = propagation::extract_event(event);
     telemetry.start(
         format!("deliver/{topic}"),
