@@ -32,6 +32,13 @@ use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler, SdkTracer, SdkTracer
 /// Dapr's sampling rate when the `Configuration` does not set one.
 pub const DEFAULT_SAMPLING_RATE: f64 = 0.0001;
 
+/// How often finished spans are sent to the collector.
+pub const EXPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Longest one export may take (it also bounds the flush at shutdown when
+/// the collector is down).
+pub const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An invalid `spec.tracing` setting; the message names the field.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -215,7 +222,7 @@ impl Telemetry {
             let processor = BatchSpanProcessor::builder(exporter, Tokio)
                 .with_batch_config(
                     BatchConfigBuilder::default()
-                        .with_scheduled_delay(std::time::Duration::from_millis(500))
+                        .with_scheduled_delay(EXPORT_INTERVAL)
                         .build(),
                 )
                 .build();
@@ -281,6 +288,7 @@ fn exporter(otlp: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExporter, Tel
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(base)
+            .with_timeout(EXPORT_TIMEOUT)
             .build(),
         OtlpProtocol::Http => {
             // Dapr's endpointAddress is the collector's address; the OTLP
@@ -293,6 +301,7 @@ fn exporter(otlp: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExporter, Tel
             opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_endpoint(url)
+                .with_timeout(EXPORT_TIMEOUT)
                 .build()
         }
     };
@@ -332,18 +341,15 @@ where
     }
 }
 
-/// End the span in `cx` with the HTTP `status` the call ended with
-/// (5xx, or `None` for a failure without one, marks it an error).
+/// End the span in `cx`, recording the HTTP `status` the call ended with
+/// when there is one (5xx marks the span an error).
 pub fn end(cx: &Context, status: Option<u16>) {
     let span = cx.span();
-    match status {
-        Some(code) => {
-            span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
-            if code >= 500 {
-                span.set_status(Status::error(format!("status {code}")));
-            }
+    if let Some(code) = status {
+        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
+        if code >= 500 {
+            span.set_status(Status::error(format!("status {code}")));
         }
-        None => span.set_status(Status::error("failed")),
     }
     span.end();
 }

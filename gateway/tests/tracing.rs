@@ -131,8 +131,14 @@ async fn serve(router: axum::Router) -> u16 {
 }
 
 /// Test → gateway A → app A → gateway A → gateway B → app B, started with
-/// `PARENT`; exported to `receiver` over `protocol`.
-async fn one_trace_across_two_gateways(protocol: &str, receiver: SocketAddr, spans: &Spans) {
+/// `PARENT`; exported to `receiver` over `protocol`, then flushed (or, with
+/// `stop`, exported by the gateways' shutdown).
+async fn one_trace_across_two_gateways(
+    protocol: &str,
+    receiver: SocketAddr,
+    spans: &Spans,
+    stop: bool,
+) {
     let registry = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (seen_a, seen_b) = (Seen::default(), Seen::default());
@@ -180,8 +186,14 @@ async fn one_trace_across_two_gateways(protocol: &str, receiver: SocketAddr, spa
     }
     assert_ne!(seen_a.lock().unwrap()[0], seen_b.lock().unwrap()[0]);
 
-    a.runtime.telemetry.flush().await;
-    b.runtime.telemetry.flush().await;
+    for gateway in [a, b] {
+        if stop {
+            gateway.runtime.shutdown.cancel();
+            gateway.wait().await;
+        } else {
+            gateway.runtime.telemetry.flush().await;
+        }
+    }
     let all = spans.wait_for(&["app-a", "app-b"]).await;
     assert!(all.iter().all(|s| s.trace_id == TRACE), "{all:?}");
     let names: Vec<(&str, &str)> = all
@@ -200,13 +212,14 @@ async fn one_trace_across_two_gateways(protocol: &str, receiver: SocketAddr, spa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_spans_both_gateways_and_apps_over_otlp_grpc() {
     let (receiver, spans) = grpc_receiver().await;
-    one_trace_across_two_gateways("grpc", receiver, &spans).await;
+    one_trace_across_two_gateways("grpc", receiver, &spans, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_spans_both_gateways_and_apps_over_otlp_http() {
     let (receiver, spans) = http_receiver().await;
-    one_trace_across_two_gateways("http", receiver, &spans).await;
+    // Exported by the gateways' shutdown, without an explicit flush.
+    one_trace_across_two_gateways("http", receiver, &spans, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

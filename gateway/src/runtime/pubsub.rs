@@ -293,7 +293,7 @@ impl PubSubApi {
         });
         let result = crate::telemetry::within(span.clone(), published).await;
         match &result {
-            Ok(()) => crate::telemetry::end(&span, Some(204)),
+            Ok(()) => crate::telemetry::end(&span, None),
             Err(err) => crate::telemetry::fail(&span, &err.message),
         }
         result

@@ -411,7 +411,7 @@ async fn deliver_once(
             let handled = handle(&app, &sub, retry.as_ref(), &component, &message);
             let outcome = crate::telemetry::within(span.clone(), handled).await;
             match &outcome {
-                Ok(()) => crate::telemetry::end(&span, Some(200)),
+                Ok(()) => crate::telemetry::end(&span, None),
                 Err(why) => crate::telemetry::fail(&span, why),
             }
             drop(slot);
