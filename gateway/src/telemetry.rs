@@ -308,10 +308,40 @@ fn exporter(otlp: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExporter, Tel
     built.map_err(|e| TelemetryError::Exporter(e.to_string()))
 }
 
+/// The current context when it holds a span (an API call's, see
+/// [`api_span`] and [`TraceContext`]), else `fallback()`.
+fn current_or(fallback: impl FnOnce() -> Context) -> Context {
+    let current = Context::current();
+    if current.span().span_context().is_valid() {
+        current
+    } else {
+        fallback()
+    }
+}
+
 /// Run `call` with `cx` as the current context (so component and peer
 /// calls made inside it carry its trace context).
 pub fn within<F: Future>(cx: Context, call: F) -> opentelemetry::context::WithContext<F> {
     opentelemetry::context::FutureExt::with_context(call, cx)
+}
+
+/// Open the gateway's server span for an app's HTTP API `request` (a child
+/// of its `traceparent`), named after the matched route.
+pub fn api_span<B>(telemetry: &Telemetry, request: &http::Request<B>) -> Context {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| request.uri().path(), |p| p.as_str());
+    let method = request.method().as_str();
+    telemetry.start(
+        format!("{method} {route}"),
+        SpanKind::Server,
+        &propagation::extract_http(request.headers()),
+        vec![
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("http.route", route.to_owned()),
+        ],
+    )
 }
 
 /// A service that runs each request with the W3C trace context of its

@@ -200,13 +200,28 @@ async fn one_trace_across_two_gateways(
         .iter()
         .map(|s| (s.service.as_str(), s.name.as_str()))
         .collect();
+    let api = "POST /v1.0/invoke/{app_id}/method/{*method}";
     for expected in [
+        ("app-a", api),
         ("app-a", "invoke/app-a/start"),
         ("app-a", "invoke/app-b/echo"),
         ("app-b", "CallLocal/app-b/echo"),
     ] {
         assert!(names.contains(&expected), "{expected:?} not in {names:?}");
     }
+    // One tree: the first API span is a child of the caller's span, and
+    // every other span is a child of one exported before it in the chain.
+    let find = |name: &str| all.iter().find(|s| s.name == name).unwrap();
+    let parent_of = |child: &otlp::Exported| all.iter().find(|s| s.span_id == child.parent);
+    let call_local = find("CallLocal/app-b/echo");
+    let invoke_b = parent_of(call_local).expect("CallLocal has its parent");
+    assert_eq!(invoke_b.name, "invoke/app-b/echo");
+    let api_b = parent_of(invoke_b).expect("invoke has its parent");
+    assert_eq!(api_b.name, api);
+    let roots: Vec<_> = all.iter().filter(|s| parent_of(s).is_none()).collect();
+    assert_eq!(roots.len(), 1, "{all:?}");
+    assert_eq!(roots[0].parent, "00f067aa0ba902b7");
+    assert_eq!(roots[0].name, api);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,12 +402,16 @@ async fn delivery_continues_the_publishers_trace() {
             .into_iter()
             .map(|s| (s.trace_id, s.name))
             .collect();
-        if names.len() >= 2 {
+        if names.len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for expected in ["publish/pubsub/orders", "deliver/orders"] {
+    for expected in [
+        "POST /v1.0/publish/{pubsub}/{*topic}",
+        "publish/pubsub/orders",
+        "deliver/orders",
+    ] {
         assert!(
             names.contains(&(TRACE.to_owned(), expected.to_owned())),
             "{expected} not in {names:?}"

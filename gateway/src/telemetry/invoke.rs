@@ -12,10 +12,11 @@ use super::propagation::{self, TRACEPARENT};
 use crate::error::ApiError;
 use crate::runtime::invoke::{Call, Reply};
 
-/// Open the caller's span for a call of `target` (child of the app's
-/// `traceparent`, if it sent one) and put its context in the call's headers.
+/// Open the caller's span for a call of `target` (child of the current
+/// context, else of the app's `traceparent`) and put its context in the
+/// call's headers.
 pub fn caller_span(telemetry: &Telemetry, target: &str, call: &mut Call) -> Context {
-    let parent = propagation::extract_pairs(&call.headers);
+    let parent = super::current_or(|| propagation::extract_pairs(&call.headers));
     let cx = telemetry.start(
         format!("invoke/{target}/{}", call.method),
         SpanKind::Client,

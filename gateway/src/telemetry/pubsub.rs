@@ -11,17 +11,20 @@ use super::propagation::{self, TRACESTATE};
 use crate::runtime::pubsub::Message;
 
 /// Open the producer span for publishing `message` to `topic` of `pubsub`
-/// (child of the request's trace context) and make the message carry it.
+/// (child of the current context, else of the message's trace context) and
+/// make the message carry it.
 pub fn publish_span(
     telemetry: &Telemetry,
     pubsub: &str,
     topic: &str,
     message: &mut Message,
 ) -> Context {
-    let parent = propagation::extract_values(
-        message.traceparent.as_deref(),
-        message.tracestate.as_deref(),
-    );
+    let parent = super::current_or(|| {
+        propagation::extract_values(
+            message.traceparent.as_deref(),
+            message.tracestate.as_deref(),
+        )
+    });
     let cx = telemetry.start(
         format!("publish/{pubsub}/{topic}"),
         SpanKind::Producer,

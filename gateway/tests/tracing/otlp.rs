@@ -22,7 +22,14 @@ use prost::Message as _;
 pub struct Exported {
     pub service: String,
     pub trace_id: String,
+    pub span_id: String,
+    /// The parent span's id (empty for a root).
+    pub parent: String,
     pub name: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -46,7 +53,9 @@ impl Spans {
                 for span in scope.spans {
                     all.push(Exported {
                         service: service.clone(),
-                        trace_id: span.trace_id.iter().map(|b| format!("{b:02x}")).collect(),
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent: hex(&span.parent_span_id),
                         name: span.name,
                     });
                 }
