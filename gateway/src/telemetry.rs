@@ -1,6 +1,7 @@
 //! Distributed tracing: the `Configuration` resource's `spec.tracing`, one
 //! OpenTelemetry tracer provider per gateway (OTLP over gRPC or HTTP), and
-//! the spans the gateway opens around invocation, publishing and delivery.
+//! the spans the gateway opens around HTTP API calls, invocation,
+//! publishing and delivery.
 //!
 //! Each [`crate::Gateway`] owns its own [`Telemetry`] rather than a process
 //! global, so two gateways in one process (tests, `outrigger run`) export

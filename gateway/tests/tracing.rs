@@ -5,6 +5,8 @@
 //! exporting nothing, and bad `spec.tracing` settings stopping start-up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "tracing/apps.rs"]
+mod apps;
 #[path = "tracing/otlp.rs"]
 mod otlp;
 mod support;
@@ -14,13 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::http::HeaderMap;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
+use apps::{Seen, app_a, app_b, post, subscriber, traceparent};
 use otlp::{Spans, grpc_receiver, http_receiver};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -54,80 +53,6 @@ async fn gateway(
     outrigger::Gateway::start(config, CancellationToken::new())
         .await
         .unwrap()
-}
-
-/// A real HTTP call; the response's status, headers and body.
-async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, HeaderMap, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut request = http::Request::post(url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = client
-        .request(
-            request
-                .body(Full::new(Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let (status, headers) = (response.status().as_u16(), response.headers().clone());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
-
-type Seen = Arc<Mutex<Vec<String>>>;
-
-fn traceparent(headers: &HeaderMap) -> String {
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// App A: `/start` calls app B's `/echo` through its own gateway (found in
-/// `gateway`), passing on the `traceparent` it was given, as Dapr asks apps to.
-async fn app_a(seen: Seen, gateway: Arc<OnceLock<SocketAddr>>) -> u16 {
-    let router = axum::Router::new().route(
-        "/start",
-        axum::routing::post(move |headers: HeaderMap| {
-            let (seen, gateway) = (seen.clone(), gateway.clone());
-            async move {
-                let parent = traceparent(&headers);
-                seen.lock().unwrap().push(parent.clone());
-                let url = format!(
-                    "http://{}/v1.0/invoke/app-b/method/echo",
-                    gateway.get().unwrap()
-                );
-                let (_, _, body) = post(&url, &[("traceparent", &parent)], "from a").await;
-                body
-            }
-        }),
-    );
-    serve(router).await
-}
-
-/// App B: `/echo` records the `traceparent` it got.
-async fn app_b(seen: Seen) -> u16 {
-    let router = axum::Router::new().route(
-        "/echo",
-        axum::routing::post(move |headers: HeaderMap, body: String| {
-            let seen = seen.clone();
-            async move {
-                seen.lock().unwrap().push(traceparent(&headers));
-                format!("b got {body}")
-            }
-        }),
-    );
-    serve(router).await
-}
-
-async fn serve(router: axum::Router) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    port
 }
 
 /// Test → gateway A → app A → gateway A → gateway B → app B, started with
@@ -303,32 +228,6 @@ async fn bad_tracing_settings_stop_start_up_naming_file_and_field() {
             "{tracing}: {err}"
         );
     }
-}
-
-/// The subscriber app: records each delivered CloudEvent and the
-/// `traceparent` header it came with.
-async fn subscriber(seen: Arc<Mutex<Vec<(serde_json::Value, String)>>>) -> u16 {
-    let router = axum::Router::new()
-        .route(
-            "/dapr/subscribe",
-            axum::routing::get(|| async {
-                axum::Json(serde_json::json!([
-                    {"pubsubname": "pubsub", "topic": "orders", "route": "/orders"}
-                ]))
-            }),
-        )
-        .route(
-            "/orders",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let seen = seen.clone();
-                async move {
-                    let event = serde_json::from_slice(&body).unwrap_or_default();
-                    seen.lock().unwrap().push((event, traceparent(&headers)));
-                    axum::Json(serde_json::json!({"status": "SUCCESS"}))
-                }
-            }),
-        );
-    serve(router).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
