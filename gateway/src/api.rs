@@ -47,6 +47,8 @@ pub struct Runtime {
     pub outbound_ready: AtomicBool,
     /// Cancelled by `POST /v1.0/shutdown` or a signal.
     pub shutdown: CancellationToken,
+    /// This gateway's tracer.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// One component as the metadata API reports it.
@@ -67,13 +69,14 @@ pub struct ComponentInfo {
 impl Runtime {
     /// Build over a registry; background work (configuration update
     /// pumps) runs on `tracker` until `shutdown`; `resolver` finds other
-    /// apps' gateways.
+    /// apps' gateways; `telemetry` traces calls.
     pub fn new(
         config: Config,
         registry: Arc<Registry>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
         resolver: Option<crate::nameresolution::Resolver>,
+        telemetry: crate::telemetry::Telemetry,
     ) -> Arc<Self> {
         let app = crate::app_channel::App::from_config(&config);
         let http_app = match &app {
@@ -95,7 +98,8 @@ impl Runtime {
                     }
                     _ => None,
                 },
-            ),
+            )
+            .with_telemetry(telemetry.clone()),
             configuration: ConfigurationApi::new(
                 Arc::clone(&registry),
                 http_app,
@@ -105,13 +109,15 @@ impl Runtime {
             state: StateApi::new(Arc::clone(&registry), config.app_id.clone()),
             secrets: SecretsApi::new(Arc::clone(&registry)),
             bindings: BindingsApi::new(Arc::clone(&registry)),
-            pubsub: PubSubApi::new(Arc::clone(&registry), config.app_id.clone()),
+            pubsub: PubSubApi::new(Arc::clone(&registry), config.app_id.clone())
+                .with_telemetry(telemetry.clone()),
             registry,
             config,
             extended: RwLock::new(BTreeMap::new()),
             enabled_features: RwLock::new(Vec::new()),
             outbound_ready: AtomicBool::new(false),
             shutdown,
+            telemetry,
         })
     }
 

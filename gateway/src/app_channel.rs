@@ -209,9 +209,11 @@ impl GrpcApp {
         Ok(Self { channel, token })
     }
 
-    /// A request carrying the app token.
+    /// A request carrying the app token and the current trace context
+    /// (`traceparent` metadata; see `telemetry::within`).
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
+        crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
         if let Some(token) = &self.token {
             request
                 .metadata_mut()

@@ -17,6 +17,7 @@
 //!   configuration, service invocation).
 //! - [`nameresolution`]: how gateways on one machine find each other.
 //! - [`access_control`]: which callers may invoke which methods of the app.
+//! - [`telemetry`]: `spec.tracing`, OTLP export, W3C trace context.
 //! - [`api`]: HTTP and gRPC adapters.
 //! - [`error`]: the one API error and the code catalogue.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -34,6 +35,7 @@ pub mod nameresolution;
 pub mod resiliency;
 pub mod resources;
 pub mod runtime;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,6 +125,7 @@ fn start_subscriptions(
         .clone()
         .map(|check| app_health::watch(app.clone(), check, tracker, shutdown.clone()));
     let inbound = resiliency.inbound.clone();
+    let telemetry = runtime.telemetry.clone();
     let (registry, app_id, inner) = (
         Arc::clone(&runtime.registry),
         config.app_id.clone(),
@@ -150,6 +153,7 @@ fn start_subscriptions(
                 app_id: app_id.clone(),
                 limit: app_limit.clone(),
                 health: health.clone(),
+                telemetry: telemetry.clone(),
             };
             inner.spawn(runtime::subscribe::deliver(
                 link,
@@ -245,6 +249,14 @@ impl Gateway {
                     reason: err.to_string(),
                 })
             })?;
+        let telemetry = telemetry::TracingSettings::from_spec(&configuration.spec)
+            .and_then(|settings| telemetry::Telemetry::new(&settings, &config.app_id))
+            .map_err(|err| {
+                GatewayError::Resources(ResourceError::Invalid {
+                    path: config.config_file.clone().unwrap_or_default(),
+                    reason: err.to_string(),
+                })
+            })?;
         let tracker = TaskTracker::new();
 
         let http_addr = SocketAddr::new(config.listen_address, config.http_port);
@@ -286,6 +298,7 @@ impl Gateway {
             shutdown.clone(),
             tracker.clone(),
             resolver,
+            telemetry,
         );
         runtime.invoke.set_resiliency(resources.resiliency.clone());
         runtime.invoke.secure(access_control::Security::new(
@@ -337,6 +350,7 @@ impl Gateway {
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = tonic::transport::Server::builder()
+                .layer(tower::layer::layer_fn(telemetry::TraceContext))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
@@ -421,5 +435,7 @@ impl Gateway {
         self.registration.take();
         self.tracker.close();
         self.tracker.wait().await;
+        // Last, so spans of the calls that drained are exported too.
+        self.runtime.telemetry.shutdown().await;
     }
 }

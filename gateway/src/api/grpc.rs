@@ -458,7 +458,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::InvokeServiceRequest>,
     ) -> Result<Response<common_pb::InvokeResponse>, Status> {
-        invoke::invoke_service(&self.rt, request.into_inner()).await
+        invoke::invoke_service(&self.rt, request).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]

@@ -1,6 +1,7 @@
 //! The Dapr HTTP API (v1.0) on axum.
 //!
-//! Layers, outermost first: tracing span per request → API-token check
+//! Layers, outermost first: tracing span (and OpenTelemetry span, child of
+//! the app's `traceparent`) per request → API-token check
 //! (health routes exempt, as in daprd) → body size limit → routes. Bodies
 //! over the limit and unreadable bodies become `ERR_BODY_READ`.
 
@@ -86,7 +87,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             Arc::clone(&runtime),
             check_token,
         ))
-        .layer(middleware::from_fn(trace))
+        .layer(middleware::from_fn_with_state(Arc::clone(&runtime), trace))
         // Outermost: every answer is counted, token refusals included.
         .layer(middleware::from_fn_with_state(
             runtime.config.app_id.clone(),
@@ -116,7 +117,7 @@ fn configuration_routes(version: &str) -> Router<Arc<Runtime>> {
         )
 }
 
-async fn trace(request: Request, next: Next) -> Response {
+async fn trace(State(runtime): State<Arc<Runtime>>, request: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "http",
         http.request.method = %request.method(),
@@ -124,8 +125,13 @@ async fn trace(request: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
     );
     let _entered = span.clone();
-    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    // The gateway's span (a child of the app's `traceparent`) is current
+    // while the call runs, so component and peer calls carry it.
+    let otel = crate::telemetry::api_span(&runtime.telemetry, &request);
+    let call = crate::telemetry::within(otel.clone(), next.run(request));
+    let response = tracing::Instrument::instrument(call, span.clone()).await;
     span.record("http.response.status_code", response.status().as_u16());
+    crate::telemetry::end(&otel, Some(response.status().as_u16()));
     response
 }
 

@@ -91,6 +91,12 @@ impl tower::Service<http::Request<Body>> for UdsChannel {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The caller's trace context (see `telemetry::within`) goes with
+        // every component call as `traceparent` metadata.
+        crate::telemetry::propagation::inject_http(
+            &opentelemetry::Context::current(),
+            request.headers_mut(),
+        );
         let channel = self.clone();
         Box::pin(async move {
             // HTTP/2 needs an absolute URI; tonic sends only the path.

@@ -102,6 +102,7 @@ pub struct InvokeApi {
     app_grpc: Option<SocketAddr>,
     resiliency: Arc<OnceLock<Resiliency>>,
     security: Arc<OnceLock<Security>>,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 fn direct_invoke(message: String) -> ApiError {
@@ -127,7 +128,19 @@ impl InvokeApi {
             peers: Arc::new(Mutex::new(HashMap::new())),
             security: Arc::default(),
             resiliency: Arc::new(OnceLock::new()),
+            telemetry: crate::telemetry::Telemetry::disabled(),
         }
+    }
+
+    /// Trace calls with `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// The tracer calls are traced with.
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.telemetry
     }
 
     /// Apply `resiliency`'s app targets to calls made from now on (set once,
@@ -180,7 +193,8 @@ impl InvokeApi {
     /// that answers, whatever its status, is a [`Reply`].
     #[tracing::instrument(skip_all, fields(block = "invoke", app_id = target, method = %call.method))]
     pub async fn invoke(&self, target: &str, mut call: Call) -> Result<Reply, ApiError> {
-        crate::metrics::timed("invoke", "invoke", async {
+        let span = crate::telemetry::invoke::caller_span(&self.telemetry, target, &mut call);
+        let called = crate::metrics::timed("invoke", "invoke", async {
             if target.is_empty() {
                 return Err(
                     ApiError::new(codes::ERR_DIRECT_INVOKE, "app id: must not be empty")
@@ -192,8 +206,11 @@ impl InvokeApi {
                 Some(policy) => self.send_with(policy, target, call).await,
                 None => self.send(target, call).await,
             }
-        })
-        .await
+        });
+        crate::telemetry::invoke::finish(
+            &span,
+            crate::telemetry::within(span.clone(), called).await,
+        )
     }
 
     /// [`Self::send`] wrapped in `policy`'s tower layers.
@@ -353,6 +370,7 @@ impl InvokeApi {
                 .metadata_mut()
                 .insert(crate::api::http::TOKEN_HEADER, token.clone());
         }
+        crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
         let reply = pb::gateway_invoke_client::GatewayInvokeClient::new(channel)
             .call_local(request)
             .await?

@@ -59,6 +59,7 @@ pub struct FailedEntry {
 pub struct PubSubApi {
     registry: Arc<Registry>,
     app_id: String,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -99,7 +100,14 @@ impl PubSubApi {
         Self {
             registry,
             app_id: app_id.into(),
+            telemetry: crate::telemetry::Telemetry::disabled(),
         }
+    }
+
+    /// Trace publishing with `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: crate::telemetry::Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     fn pubsub(&self, name: &str, topic: &str) -> Result<Arc<Component>, ApiError> {
@@ -255,8 +263,15 @@ impl PubSubApi {
 
     /// Publish one message.
     #[tracing::instrument(skip_all, fields(block = "pubsub", op = "publish", pubsub = name, topic))]
-    pub async fn publish(&self, name: &str, topic: &str, message: Message) -> Result<(), ApiError> {
-        crate::metrics::timed("pubsub", "publish", async {
+    pub async fn publish(
+        &self,
+        name: &str,
+        topic: &str,
+        mut message: Message,
+    ) -> Result<(), ApiError> {
+        let span =
+            crate::telemetry::pubsub::publish_span(&self.telemetry, name, topic, &mut message);
+        let published = crate::metrics::timed("pubsub", "publish", async {
             let pubsub = self.pubsub(name, topic)?;
             let data = self.envelope(&pubsub, topic, &message)?;
             let mut metadata = message.metadata;
@@ -276,8 +291,13 @@ impl PubSubApi {
             .await
             .map(drop)
             .map_err(|s| ApiError::new(codes::ERR_PUBSUB_PUBLISH_MESSAGE, unreachable(&pubsub, &s)))
-        })
-        .await
+        });
+        let result = crate::telemetry::within(span.clone(), published).await;
+        match &result {
+            Ok(()) => crate::telemetry::end(&span, None),
+            Err(err) => crate::telemetry::fail(&span, &err.message),
+        }
+        result
     }
 
     /// Publish several messages; returns the entries that failed.

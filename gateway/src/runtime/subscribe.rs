@@ -287,6 +287,8 @@ pub struct AppLink {
     pub limit: Option<Arc<Semaphore>>,
     /// App health, when probed (`true` while healthy).
     pub health: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The gateway's tracer (deliveries continue the publisher's trace).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Run `subscription` until `shutdown`, retrying the app per `retry`.
@@ -402,8 +404,16 @@ async fn deliver_once(
             Arc::clone(&component),
             shutdown.clone(),
         );
+        let telemetry = link.telemetry.clone();
         tracker.spawn(async move {
-            let outcome = handle(&app, &sub, retry.as_ref(), &component, &message).await;
+            let span =
+                crate::telemetry::pubsub::deliver_span(&telemetry, &sub.topic, &message.data);
+            let handled = handle(&app, &sub, retry.as_ref(), &component, &message);
+            let outcome = crate::telemetry::within(span.clone(), handled).await;
+            match &outcome {
+                Ok(()) => crate::telemetry::end(&span, None),
+                Err(why) => crate::telemetry::fail(&span, why),
+            }
             drop(slot);
             drop(app_slot);
             // On shutdown nothing is answered, so nothing is acked by mistake.
@@ -456,7 +466,13 @@ async fn handle(
     let answer = loop {
         let answer = match app {
             App::Http(http) => match http
-                .call("POST", &route, "application/cloudevents+json", body.clone())
+                .call_with_headers(
+                    "POST",
+                    &route,
+                    "application/cloudevents+json",
+                    body.clone(),
+                    &crate::telemetry::propagation::headers_of(&opentelemetry::Context::current()),
+                )
                 .await
             {
                 Ok(reply) => verdict(reply.status, &reply.body),

@@ -12,14 +12,17 @@ use outrigger_proto::runtime as pb;
 use crate::access_control::Caller;
 use crate::api::Runtime;
 use crate::runtime::invoke::{Call, grpc_code_of};
+use crate::telemetry::invoke as invoke_spans;
+use crate::telemetry::propagation;
 
 /// `InvokeService`: the request's `http_extension` gives verb (POST when
 /// absent) and query; an app answer that is not 2xx becomes an error
 /// status carrying the app's body.
 pub(super) async fn invoke_service(
     rt: &Runtime,
-    r: pb::InvokeServiceRequest,
+    request: Request<pb::InvokeServiceRequest>,
 ) -> Result<Response<common_pb::InvokeResponse>, Status> {
+    let (metadata, _, r) = request.into_parts();
     let message = r
         .message
         .ok_or_else(|| Status::invalid_argument("message: the invoke request is missing"))?;
@@ -37,6 +40,9 @@ pub(super) async fn invoke_service(
     if !message.content_type.is_empty() {
         headers.push(("content-type".to_owned(), message.content_type.clone()));
     }
+    headers.extend(propagation::headers_of(&propagation::extract_grpc(
+        &metadata,
+    )));
     let call = Call {
         method: message.method,
         verb,
@@ -103,7 +109,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         &self,
         request: Request<internal_pb::LocalCall>,
     ) -> Result<Response<internal_pb::LocalReply>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
         if r.app_id != self.rt.config.app_id {
             // A stale registry entry: the port is now someone else's.
             return Err(Status::unavailable(format!(
@@ -112,7 +118,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
             )));
         }
         let caller = caller_of(&r);
-        let call = Call {
+        let mut call = Call {
             method: r.method,
             verb: r.verb,
             query: r.query,
@@ -122,7 +128,10 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         self.rt.invoke.admit(caller.as_ref(), &call)?;
         let (app_id, caller_id) = (&self.rt.config.app_id, r.caller_app_id.as_str());
         crate::metrics::invocation::request_received(app_id, caller_id);
-        let reply = self.rt.invoke.call_app(call).await.inspect_err(|err| {
+        let telemetry = self.rt.invoke.telemetry();
+        let span = invoke_spans::callee_span(telemetry, &r.app_id, &metadata, &mut call);
+        let called = crate::telemetry::within(span.clone(), self.rt.invoke.call_app(call)).await;
+        let reply = invoke_spans::finish(&span, called).inspect_err(|err| {
             crate::metrics::invocation::response_sent(app_id, caller_id, err.http.as_u16());
         })?;
         crate::metrics::invocation::response_sent(app_id, caller_id, reply.status);
