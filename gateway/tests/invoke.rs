@@ -216,6 +216,52 @@ async fn two_gateways_invoke_each_other() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 }
 
+/// A callee gateway that is up in front of an app that is not: the caller
+/// gets `ERR_DIRECT_INVOKE` naming the app and why, on HTTP and gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_app_behind_a_live_gateway_is_a_clear_error() {
+    let registry = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A port nothing listens on: bound, then released.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = gateway("caller", app("a").await, registry.path(), dir_a.path()).await;
+    let _b = gateway("appless", dead_port, registry.path(), dir_b.path()).await;
+
+    let (status, _, body) = http(
+        &a,
+        Method::POST,
+        "/v1.0/invoke/appless/method/echo",
+        &[],
+        "hi",
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["errorCode"], "ERR_DIRECT_INVOKE");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("appless"), "{message}");
+
+    let mut c = pb::dapr_client::DaprClient::connect(format!("http://{}", a.grpc_addr))
+        .await
+        .unwrap();
+    let failed = c
+        .invoke_service(pb::InvokeServiceRequest {
+            id: "appless".into(),
+            message: Some(common_pb::InvokeRequest {
+                method: "echo".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(failed.code(), tonic::Code::Ok);
+    assert!(failed.message().contains("appless"), "{}", failed.message());
+}
+
 /// A gRPC app: `AppCallbackHealthCheck` answers, and its `AppCallback` has no
 /// methods at all (every rpc `UNIMPLEMENTED`, from the app itself).
 #[derive(Clone)]
