@@ -10,6 +10,11 @@
 //! and the time from exec to a healthy `/v1.0/healthz/outbound`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod support {
+    pub(crate) mod pingpong;
+    pub(crate) mod proc;
+}
+
 #[path = "../../component-sdk/examples/memory.rs"]
 #[allow(dead_code)]
 mod memory;
@@ -45,23 +50,11 @@ struct Stats {
 /// The gateway process, whose CPU time each row reports.
 static GATEWAY_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
-/// User + system CPU time of the gateway so far (from `/proc/<pid>/stat`).
+/// CPU time of the gateway so far.
 fn gateway_cpu() -> Duration {
-    let Some(pid) = GATEWAY_PID.get() else {
-        return Duration::ZERO;
-    };
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may hold spaces) start at 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
+    GATEWAY_PID
+        .get()
+        .map_or(Duration::ZERO, |pid| support::proc::cpu_time(*pid))
 }
 
 async fn measure<F, Fut>(n: usize, op: F) -> Stats
@@ -125,12 +118,6 @@ fn with_instance<T>(mut r: tonic::Request<T>) -> tonic::Request<T> {
         tonic::metadata::MetadataValue::from_static("bench-direct"),
     );
     r
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 async fn http_status(client: &Http, method: &str, uri: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
@@ -424,6 +411,9 @@ async fn postgres_direct(n: usize, url: &str, rows: &mut Rows) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if support::pingpong::serve_if_child() {
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 2_000 } else { 10_000 };
     let dir = tempfile::tempdir().unwrap();
@@ -512,7 +502,7 @@ async fn main() {
         let _ = GATEWAY_PID.set(pid);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = gateway.id().and_then(rss_kib).unwrap_or(0);
+    let rss = gateway.id().and_then(support::proc::rss_kib).unwrap_or(0);
     let grpc = pb::dapr_client::DaprClient::connect(format!("http://127.0.0.1:{grpc_port}"))
         .await
         .unwrap();
@@ -570,8 +560,15 @@ async fn main() {
         postgres_direct(n, url, &mut rows).await;
     }
 
+    let floor = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
+        .await
+        .unwrap();
     println!(
         "gateway benchmark: {n} sequential ops per row, then {n} ops over 16 concurrent clients"
+    );
+    println!(
+        "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs",
+        floor.as_secs_f64() * 1e6
     );
     println!(
         "gateway ready in {:.1} ms after exec; idle RSS {:.1} MiB",
@@ -595,6 +592,10 @@ async fn main() {
         "\ngateway hop (p50 get, gRPC through gateway minus direct): memory {:.1} µs, sqlite {:.1} µs",
         hop(1),
         hop(4)
+    );
+    println!(
+        "memory hop / the machine's cross-process round trip: {:.2}x",
+        hop(1) / (floor.as_secs_f64() * 1e6)
     );
     if pg_url.is_some() {
         println!("gateway hop, postgres: {:.1} µs", hop(7));

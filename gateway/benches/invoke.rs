@@ -13,6 +13,11 @@
 //! gateways.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod support {
+    pub(crate) mod pingpong;
+    pub(crate) mod proc;
+}
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,6 +162,9 @@ async fn serve_app(port: u16) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if support::pingpong::serve_if_child() {
+        return;
+    }
     if let Some(port) = std::env::var(APP_MODE).ok().and_then(|p| p.parse().ok()) {
         serve_app(port).await;
         return;
@@ -214,18 +222,36 @@ async fn main() {
         );
     }
     // Where the time goes: one gateway in front of its own app (HTTP in,
-    // HTTP to the app), against the two-gateway path above.
+    // HTTP to the app), against the two-gateway path above, with the CPU
+    // the gateways spent per call and the machine's cross-process floor.
+    let pids = [caller.id().unwrap_or(0), callee.id().unwrap_or(0)];
+    let cpu = || -> Duration { pids.iter().map(|p| support::proc::cpu_time(*p)).sum() };
     let own = format!("http://127.0.0.1:{callee_port}/v1.0/invoke/callee/method/echo");
     let d = measure(&client, &direct, n, 1).await;
+    let before = cpu();
     let one = measure(&client, &own, n, 1).await;
+    let one_cpu = cpu().saturating_sub(before) / n as u32;
+    let before = cpu();
     let two = measure(&client, &through, n, 1).await;
+    let two_cpu = cpu().saturating_sub(before) / n as u32;
+    let floor = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
+        .await
+        .unwrap();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "\none client, p50: direct {:.1} µs, one gateway (own app) {:.1} µs (+{:.1}), two gateways {:.1} µs (+{:.1})",
-        d.p50.as_secs_f64() * 1e6,
-        one.p50.as_secs_f64() * 1e6,
-        (one.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e6,
-        two.p50.as_secs_f64() * 1e6,
-        (two.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1e6,
+        "\none client, p50: direct {:.1} µs; one gateway (own app) {:.1} µs (+{:.1}, gateway CPU {:.1} µs/call); two gateways {:.1} µs (+{:.1}, gateways' CPU {:.1} µs/call)",
+        us(d.p50),
+        us(one.p50),
+        us(one.p50) - us(d.p50),
+        us(one_cpu),
+        us(two.p50),
+        us(two.p50) - us(d.p50),
+        us(two_cpu),
+    );
+    println!(
+        "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs; two gateways add {:.2}x that",
+        us(floor),
+        (us(two.p50) - us(d.p50)) / us(floor)
     );
     let _ = caller.kill().await;
     let _ = callee.kill().await;

@@ -79,6 +79,17 @@ pub struct GatewayArgs {
     /// Log level: trace, debug, info, warn, error.
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
+    /// Threads that serve requests (Outrigger's own flag). One is fastest
+    /// for a sidecar on a small machine: every request stays on one thread,
+    /// with no hand-offs between threads (see BENCHMARKS.md); raise it for
+    /// a gateway that has cores of its own and heavy traffic.
+    #[arg(
+        long = "worker-threads",
+        env = "OUTRIGGER_WORKER_THREADS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    pub worker_threads: u16,
     /// Port of the Prometheus `/metrics` endpoint (0 disables it).
     #[arg(long = "metrics-port", default_value_t = 9090)]
     pub metrics_port: u16,

@@ -63,13 +63,30 @@ fn init_logging(level: &str) {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    let threads = match &cli.command {
+        Some(Cmd::Run(run)) => run.gateway.worker_threads,
+        None => cli.gateway.worker_threads,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(threads))
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve(cli, matches)),
+        Err(err) => {
+            eprintln!("outrigger: cannot start the async runtime: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(cli: Cli, matches: clap::ArgMatches) -> ExitCode {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
