@@ -3,7 +3,8 @@
 //! Run with:
 //!     cargo bench -p outrigger --bench gateway
 //! (add `-- --quick` for a short run). It starts the real `outrigger` binary
-//! against an in-memory state component (the SDK example) on a temp socket,
+//! against an in-memory state component (the SDK example) on a temp socket
+//! (served by a child process, as components are separate processes),
 //! then measures state set/get through the gateway's HTTP and gRPC APIs and
 //! straight to the component socket, sequentially (latency) and with 16
 //! concurrent clients (throughput). It also reports the gateway's idle RSS
@@ -29,7 +30,6 @@ use outrigger_component_sdk::ComponentServer;
 use outrigger_proto::common as common_pb;
 use outrigger_proto::components as comp_pb;
 use outrigger_proto::runtime as pb;
-use tokio_util::sync::CancellationToken;
 
 type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<axum::body::Bytes>>;
 
@@ -409,9 +409,24 @@ async fn postgres_direct(n: usize, url: &str, rows: &mut Rows) {
         .await;
 }
 
+/// Set to a socket folder, the binary serves the benchmark's components there.
+const COMPONENTS_MODE: &str = "OUTRIGGER_BENCH_COMPONENTS";
+
+/// The in-memory example, outrigger-local and outrigger-postgres, until killed.
+async fn serve_components(sockets: &std::path::Path) {
+    let server =
+        outrigger_postgres::services(outrigger_local::services(ComponentServer::new(sockets)))
+            .service("memory", |s| s.state_store(memory::MemoryStore::default));
+    let _ = server.serve(std::future::pending::<()>()).await;
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if support::pingpong::serve_if_child() {
+        return;
+    }
+    if let Some(sockets) = std::env::var_os(COMPONENTS_MODE) {
+        serve_components(std::path::Path::new(&sockets)).await;
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
@@ -444,12 +459,15 @@ async fn main() {
         ),
     )
     .unwrap();
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let server =
-        outrigger_postgres::services(outrigger_local::services(ComponentServer::new(&sockets)))
-            .service("memory", |s| s.state_store(memory::MemoryStore::default));
-    tokio::spawn(server.serve(async move { token.cancelled().await }));
+    // The components run in a process of their own, as they do in
+    // production, so "direct" crosses one process boundary and the
+    // gateway rows two: the hop is what the gateway adds, not the cost of
+    // leaving the benchmark's process.
+    let mut components = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env(COMPONENTS_MODE, &sockets)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     for name in ["memory", "local", "postgres"] {
         while tokio::net::UnixStream::connect(sockets.join(format!("{name}.sock")))
             .await
@@ -603,5 +621,5 @@ async fn main() {
         println!("(set OUTRIGGER_POSTGRES_URL for the PostgreSQL rows)");
     }
     let _ = gateway.kill().await;
-    stop.cancel();
+    let _ = components.kill().await;
 }
