@@ -54,14 +54,6 @@ async fn app() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(app_id: &str, registry: &Path, dir: &Path) -> outrigger::config::Config {
     std::fs::create_dir_all(dir.join("resources")).unwrap();
     let mut config = support::config(dir, None);
@@ -120,7 +112,7 @@ async fn callee_policies_allow_and_deny_and_calls_are_counted() {
     let _b = outrigger::Gateway::start(callee.clone(), CancellationToken::new())
         .await
         .unwrap();
-    let metrics_port = free_port();
+    let metrics_port = support::free_port();
     let mut caller = config("acl-a", registry.path(), dir_a.path());
     caller.metrics_port = Some(metrics_port);
     let a = outrigger::Gateway::start(caller, CancellationToken::new())
@@ -277,45 +269,11 @@ async fn callee_policies_allow_and_deny_and_calls_are_counted() {
     );
 }
 
-/// A gRPC app whose health check answers; its `AppCallback` has no methods.
-#[derive(Clone)]
-struct GrpcApp;
-
-#[tonic::async_trait]
-impl pb::app_callback_health_check_server::AppCallbackHealthCheck for GrpcApp {
-    async fn health_check(
-        &self,
-        _: tonic::Request<()>,
-    ) -> Result<tonic::Response<pb::HealthCheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(pb::HealthCheckResponse {}))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::app_callback_server::AppCallback for GrpcApp {}
-
-fn with_app_id<T>(message: T, app_id: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("dapr-app-id", app_id.parse().unwrap());
-    request
-}
-
 /// Plain gRPC calls proxied by `dapr-app-id` are checked on the callee's
 /// gateway too, with the full method name and no verb (daprd's rule).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxied_grpc_calls_are_checked_by_the_callee() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(
-                pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(GrpcApp),
-            )
-            .add_service(pb::app_callback_server::AppCallbackServer::new(GrpcApp))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let app_port = support::empty_grpc_app().await;
     let registry = tempfile::tempdir().unwrap();
     let (dir_a, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config_file = dir_c.path().join("config.yaml");
@@ -346,13 +304,13 @@ async fn proxied_grpc_calls_are_checked_by_the_callee() {
     let mut health =
         pb::app_callback_health_check_client::AppCallbackHealthCheckClient::new(channel.clone());
     health
-        .health_check(with_app_id((), "proxy-c"))
+        .health_check(support::with_app_id((), "proxy-c"))
         .await
         .expect("allowed by the operation");
 
     // A spoofed caller header is replaced by the calling gateway's own.
     let mut callback = pb::app_callback_client::AppCallbackClient::new(channel);
-    let mut request = with_app_id(common_pb::InvokeRequest::default(), "proxy-c");
+    let mut request = support::with_app_id(common_pb::InvokeRequest::default(), "proxy-c");
     request
         .metadata_mut()
         .insert("outrigger-caller-app-id", "someone-else".parse().unwrap());

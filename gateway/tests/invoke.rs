@@ -262,46 +262,9 @@ async fn an_unreachable_app_behind_a_live_gateway_is_a_clear_error() {
     assert!(failed.message().contains("appless"), "{}", failed.message());
 }
 
-/// A gRPC app: `AppCallbackHealthCheck` answers, and its `AppCallback` has no
-/// methods at all (every rpc `UNIMPLEMENTED`, from the app itself).
-#[derive(Clone)]
-struct GrpcApp;
-
-#[tonic::async_trait]
-impl pb::app_callback_health_check_server::AppCallbackHealthCheck for GrpcApp {
-    async fn health_check(
-        &self,
-        request: tonic::Request<()>,
-    ) -> Result<tonic::Response<pb::HealthCheckResponse>, tonic::Status> {
-        // The caller's token never reaches the app.
-        assert!(request.metadata().get("dapr-api-token").is_none());
-        Ok(tonic::Response::new(pb::HealthCheckResponse {}))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::app_callback_server::AppCallback for GrpcApp {}
-
-fn with_app_id<T>(message: T, app_id: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("dapr-app-id", app_id.parse().unwrap());
-    request
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_grpc_calls_are_proxied_by_app_id() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(
-                pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(GrpcApp),
-            )
-            .add_service(pb::app_callback_server::AppCallbackServer::new(GrpcApp))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let app_port = support::empty_grpc_app().await;
     let registry = tempfile::tempdir().unwrap();
     let (dir_a, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = gateway("app-a", app("a").await, registry.path(), dir_a.path()).await;
@@ -324,14 +287,17 @@ async fn plain_grpc_calls_are_proxied_by_app_id() {
     let mut health =
         pb::app_callback_health_check_client::AppCallbackHealthCheckClient::new(channel.clone());
     health
-        .health_check(with_app_id((), "app-c"))
+        .health_check(support::with_app_id((), "app-c"))
         .await
         .expect("proxied through two gateways");
 
     // The app's own error comes back unchanged.
     let mut callback = pb::app_callback_client::AppCallbackClient::new(channel.clone());
     let from_app = callback
-        .on_invoke(with_app_id(common_pb::InvokeRequest::default(), "app-c"))
+        .on_invoke(support::with_app_id(
+            common_pb::InvokeRequest::default(),
+            "app-c",
+        ))
         .await
         .unwrap_err();
     assert_eq!(from_app.code(), tonic::Code::Unimplemented);
@@ -355,14 +321,14 @@ async fn plain_grpc_calls_are_proxied_by_app_id() {
 
     // An app nobody serves.
     let nobody = health
-        .health_check(with_app_id((), "nobody"))
+        .health_check(support::with_app_id((), "nobody"))
         .await
         .unwrap_err();
     assert_eq!(nobody.code(), tonic::Code::Unavailable);
     assert!(nobody.message().contains("nobody"), "{}", nobody.message());
     // app-a is an HTTP app: nothing to proxy gRPC to.
     let http_app = health
-        .health_check(with_app_id((), "app-a"))
+        .health_check(support::with_app_id((), "app-a"))
         .await
         .unwrap_err();
     assert_eq!(http_app.code(), tonic::Code::Unavailable);

@@ -76,7 +76,7 @@ async fn run_delivers_events_to_a_python_subscriber_over_nats() {
         return;
     };
     let store = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let _nats = NatsServer(
         std::process::Command::new(server)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
@@ -216,14 +216,6 @@ async fn run_app(token: Option<&str>) {
     run_script("run_app.py", "outrigger run app checks passed", &[], token).await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn run_script(name: &str, success: &str, extra: &[&str], token: Option<&str>) {
     run_script_with_env(name, success, extra, token, &[]).await;
 }
@@ -271,7 +263,7 @@ fn run_command(
     let python = std::env::var("OUTRIGGER_PYTHON")
         .expect("OUTRIGGER_PYTHON is not set: run `bash scripts/test.sh`, which installs the Dapr SDK venv and sets it");
     let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let app_port = free_port().to_string();
+    let app_port = support::free_port().to_string();
     let mut command = tokio::process::Command::new(outrigger());
     command
         .args([

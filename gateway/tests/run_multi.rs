@@ -4,6 +4,8 @@
 //! `outrigger run -f` then stops everything, leaving no process behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,14 +14,6 @@ use nix::unistd::Pid;
 
 fn outrigger() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_outrigger"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 const APP_A: &str = r#"
@@ -104,7 +98,7 @@ apps:
   command: ["python3", "-c", "print('c is done')"]
 "#,
             result = result.display(),
-            port = free_port(),
+            port = support::free_port(),
         ),
     )
     .unwrap();

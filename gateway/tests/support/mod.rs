@@ -283,3 +283,65 @@ pub fn postgres_url() -> Option<String> {
         }
     }
 }
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gRPC app: `AppCallbackHealthCheck` answers (and checks the caller's
+/// token never reaches it), and its `AppCallback` has no methods at all
+/// (every rpc `UNIMPLEMENTED`, from the app itself).
+#[derive(Clone)]
+pub struct EmptyGrpcApp;
+
+#[tonic::async_trait]
+impl outrigger_proto::runtime::app_callback_health_check_server::AppCallbackHealthCheck
+    for EmptyGrpcApp
+{
+    async fn health_check(
+        &self,
+        request: tonic::Request<()>,
+    ) -> Result<tonic::Response<outrigger_proto::runtime::HealthCheckResponse>, tonic::Status> {
+        assert!(request.metadata().get("dapr-api-token").is_none());
+        Ok(tonic::Response::new(
+            outrigger_proto::runtime::HealthCheckResponse {},
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl outrigger_proto::runtime::app_callback_server::AppCallback for EmptyGrpcApp {}
+
+/// Serve [`EmptyGrpcApp`] on a free port; returns the port.
+pub async fn empty_grpc_app() -> u16 {
+    use outrigger_proto::runtime as pb;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                pb::app_callback_health_check_server::AppCallbackHealthCheckServer::new(
+                    EmptyGrpcApp,
+                ),
+            )
+            .add_service(pb::app_callback_server::AppCallbackServer::new(
+                EmptyGrpcApp,
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    port
+}
+
+/// `message` as a request carrying `dapr-app-id: <app_id>` metadata.
+pub fn with_app_id<T>(message: T, app_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("dapr-app-id", app_id.parse().unwrap());
+    request
+}
