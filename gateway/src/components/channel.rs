@@ -1,12 +1,16 @@
 //! A gRPC channel over a Unix socket, and the interceptor that names the
 //! component instance on every call (streams included).
 //!
-//! [`UdsChannel`] sends each call straight on one shared HTTP/2 connection
-//! (hyper's `SendRequest`, which multiplexes concurrent calls), instead of
-//! tonic's `Channel`, which queues every request through a buffer task:
-//! that hand-off costs two task wake-ups per call, measurable next to a
-//! ~100 µs loopback round trip (see BENCHMARKS.md). It connects on first
-//! use and again after the component's process restarted.
+//! [`UdsChannel`] speaks HTTP/2 with the `h2` crate on one shared
+//! connection per socket (which multiplexes concurrent calls), instead of
+//! tonic's `Channel` (a buffer task per call) or hyper's client. hyper sends
+//! a request's HEADERS and its DATA in two writes: it waits for the new
+//! stream's send capacity, which the connection task assigns only after it
+//! flushed the HEADERS. Each write wakes the component's process, and on an
+//! idle VM a wake-up costs tens of µs (BENCHMARKS.md), so a unary call here
+//! queues its message right behind its HEADERS and both leave in one write.
+//! The channel connects on first use and again after the component's
+//! process restarted.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -14,9 +18,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::UnixStream;
+use futures::FutureExt;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Bytes, Frame};
+use tokio::net::{TcpStream, UnixStream};
 use tonic::body::Body;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
@@ -34,54 +39,189 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Why a component call failed before the component answered.
 pub type ChannelError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A lazily connected, self-healing HTTP/2 connection to one socket.
+/// A lazily connected, self-healing HTTP/2 connection to one socket (or,
+/// for calls between gateways, one TCP address).
 #[derive(Clone, Debug)]
 pub struct UdsChannel {
-    socket: Arc<PathBuf>,
-    sender: Arc<Mutex<Option<SendRequest<Body>>>>,
+    target: Arc<Target>,
+    sender: Arc<Mutex<Option<h2::client::SendRequest<Bytes>>>>,
+}
+
+/// Where a channel connects.
+#[derive(Debug)]
+enum Target {
+    /// A component's Unix socket.
+    Unix(PathBuf),
+    /// A peer gateway's gRPC port.
+    Tcp(std::net::SocketAddr),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "{}", path.display()),
+            Self::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
 }
 
 /// A channel that connects (and reconnects) to `socket` on demand.
 pub fn lazy(socket: &Path) -> UdsChannel {
     UdsChannel {
-        socket: Arc::new(socket.to_path_buf()),
+        target: Arc::new(Target::Unix(socket.to_path_buf())),
         sender: Arc::new(Mutex::new(None)),
     }
 }
 
+/// A channel to a peer gateway at `addr`, connected on demand; a peer that
+/// cannot be reached is `UNAVAILABLE`, so callers can try another.
+pub fn lazy_tcp(addr: std::net::SocketAddr) -> UdsChannel {
+    UdsChannel {
+        target: Arc::new(Target::Tcp(addr)),
+        sender: Arc::new(Mutex::new(None)),
+    }
+}
+
+// === impl UdsChannel ===
+
 impl UdsChannel {
-    /// The live connection's sender, or a new connection.
-    async fn sender(&self) -> Result<SendRequest<Body>, ChannelError> {
-        if let Ok(guard) = self.sender.lock()
-            && let Some(sender) = guard.as_ref()
-            && !sender.is_closed()
-        {
-            return Ok(sender.clone());
-        }
+    /// A new connection, which later calls share.
+    async fn connect(&self) -> Result<h2::client::SendRequest<Bytes>, ChannelError> {
         // Two callers may race to connect; the later one's connection wins
         // and the other is dropped when its calls finish. Harmless.
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&*self.socket))
-            .await
-            .map_err(|_| format!("connecting to {} timed out", self.socket.display()))??;
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await?;
-        let socket = Arc::clone(&self.socket);
-        // The connection task ends when the socket closes.
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(socket = %socket.display(), error = %err, "component connection ended");
+        let sender = match &*self.target {
+            Target::Unix(path) => {
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
+                    .await
+                    .map_err(|_| format!("connecting to {} timed out", path.display()))??;
+                self.handshake(stream).await?
             }
-        });
+            Target::Tcp(addr) => {
+                let unavailable = |why: String| -> ChannelError {
+                    Box::new(tonic::Status::unavailable(format!(
+                        "cannot reach the gateway at {addr}: {why}"
+                    )))
+                };
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| unavailable("connecting timed out".into()))?
+                    .map_err(|e| unavailable(e.to_string()))?;
+                stream
+                    .set_nodelay(true)
+                    .map_err(|e| unavailable(e.to_string()))?;
+                self.handshake(stream)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?
+            }
+        };
         if let Ok(mut guard) = self.sender.lock() {
             *guard = Some(sender.clone());
         }
         Ok(sender)
     }
+
+    /// The HTTP/2 handshake on `io`, with the connection driven by a task
+    /// that ends when the connection closes.
+    async fn handshake<T>(&self, io: T) -> Result<h2::client::SendRequest<Bytes>, h2::Error>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = h2::client::handshake(io).await?;
+        let target = Arc::clone(&self.target);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%target, error = %err, "connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A sender that may open one more stream: on the shared connection,
+    /// or on a new one when that connection is gone.
+    async fn ready_sender(&self) -> Result<h2::client::SendRequest<Bytes>, ChannelError> {
+        let shared = self.sender.lock().ok().and_then(|guard| guard.clone());
+        if let Some(sender) = shared {
+            match sender.ready().await {
+                Ok(ready) => return Ok(ready),
+                Err(err) => {
+                    tracing::debug!(target = %self.target, error = %err, "connection lost; reconnecting");
+                }
+            }
+        }
+        Ok(self.connect().await?.ready().await?)
+    }
+}
+
+/// Queue `frame` on `stream`; whether the request is now complete.
+fn send_frame(
+    stream: &mut h2::SendStream<Bytes>,
+    frame: Frame<Bytes>,
+    end: bool,
+) -> Result<bool, h2::Error> {
+    match frame.into_data() {
+        Ok(data) => {
+            stream.send_data(data, end)?;
+            Ok(end)
+        }
+        Err(frame) => match frame.into_trailers() {
+            Ok(trailers) => {
+                stream.send_trailers(trailers)?;
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        },
+    }
+}
+
+/// Send the frames of a request body that are ready now; whether it is done.
+fn send_ready(body: &mut Body, stream: &mut h2::SendStream<Bytes>) -> Result<bool, ChannelError> {
+    loop {
+        match body.frame().now_or_never() {
+            Some(Some(Ok(frame))) => {
+                let end = body.is_end_stream();
+                if send_frame(stream, frame, end)? {
+                    return Ok(true);
+                }
+            }
+            Some(Some(Err(status))) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return Err(status.into());
+            }
+            Some(None) => {
+                stream.send_data(Bytes::new(), true)?;
+                return Ok(true);
+            }
+            None => return Ok(false),
+        }
+    }
+}
+
+/// Send the rest of a streaming request body as it comes. Messages on these
+/// streams (acknowledgements) are small, so h2 buffers them without waiting
+/// for flow-control capacity.
+async fn pipe(mut body: Body, mut stream: h2::SendStream<Bytes>) {
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                let end = body.is_end_stream();
+                if !matches!(send_frame(&mut stream, frame, end), Ok(false)) {
+                    return;
+                }
+            }
+            Some(Err(_)) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            None => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return;
+            }
+        }
+    }
 }
 
 impl tower::Service<http::Request<Body>> for UdsChannel {
-    type Response = http::Response<hyper::body::Incoming>;
+    type Response = http::Response<RecvBody>;
     type Error = ChannelError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -99,26 +239,82 @@ impl tower::Service<http::Request<Body>> for UdsChannel {
         );
         let channel = self.clone();
         Box::pin(async move {
+            let (mut parts, mut body) = request.into_parts();
             // HTTP/2 needs an absolute URI; tonic sends only the path.
-            let path = request
-                .uri()
+            let path = parts
+                .uri
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_owned();
-            *request.uri_mut() = http::Uri::builder()
+            parts.uri = http::Uri::builder()
                 .scheme("http")
                 .authority("component")
                 .path_and_query(path)
                 .build()?;
-            let mut sender = channel.sender().await?;
-            sender.ready().await?;
+            let mut sender = channel.ready_sender().await?;
+            let (response, mut stream) =
+                sender.send_request(http::Request::from_parts(parts, ()), false)?;
+            // Before anything yields to the connection task, so a unary
+            // call's message leaves in the same write as its HEADERS.
+            if !send_ready(&mut body, &mut stream)? {
+                tokio::spawn(pipe(body, stream));
+            }
             // A component that accepts but never answers must not hang the
-            // app; streams are limited only until their headers arrive.
-            let response = tokio::time::timeout(CALL_TIMEOUT, sender.send_request(request))
-                .await
-                .map_err(|_| format!("the component did not answer within {CALL_TIMEOUT:?}"))??;
-            Ok(response)
+            // app; streams are limited only until their headers arrive. A
+            // peer gateway answers when its app does, which may take long:
+            // invocation timeouts are resiliency policies, not ours.
+            let response = match &*channel.target {
+                Target::Unix(_) => tokio::time::timeout(CALL_TIMEOUT, response)
+                    .await
+                    .map_err(|_| {
+                        format!("the component did not answer within {CALL_TIMEOUT:?}")
+                    })??,
+                Target::Tcp(_) => response.await?,
+            };
+            Ok(response.map(|recv| RecvBody {
+                recv,
+                data_done: false,
+            }))
         })
+    }
+}
+
+/// A component's answer body: its DATA frames, then its trailers (where
+/// gRPC puts the status), returning flow-control capacity as it is read.
+#[derive(Debug)]
+pub struct RecvBody {
+    recv: h2::RecvStream,
+    data_done: bool,
+}
+
+impl HttpBody for RecvBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = self.get_mut();
+        if !this.data_done {
+            match std::task::ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                None => this.data_done = true,
+            }
+        }
+        match std::task::ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(err) => Poll::Ready(Some(Err(err))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
     }
 }
 

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tonic::transport::Channel;
 use tower::ServiceExt;
 
 use outrigger_proto::common as common_pb;
@@ -98,7 +97,7 @@ pub struct InvokeApi {
     app: Option<App>,
     names: Option<Resolver>,
     token: Option<tonic::metadata::AsciiMetadataValue>,
-    peers: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
+    peers: Arc<Mutex<HashMap<SocketAddr, crate::components::channel::UdsChannel>>>,
     app_grpc: Option<SocketAddr>,
     resiliency: Arc<OnceLock<Resiliency>>,
     security: Arc<OnceLock<Security>>,
@@ -336,11 +335,9 @@ impl InvokeApi {
             match peers.get(&addr) {
                 Some(channel) => channel.clone(),
                 None => {
-                    let channel = tonic::transport::Endpoint::try_from(format!("http://{addr}"))
-                        .map_err(|e| tonic::Status::internal(e.to_string()))?
-                        .connect_timeout(std::time::Duration::from_secs(2))
-                        .tcp_nodelay(true)
-                        .connect_lazy();
+                    // The same HTTP/2 channel as for components: a call's
+                    // message leaves in the write that carries its HEADERS.
+                    let channel = crate::components::channel::lazy_tcp(addr);
                     peers.insert(addr, channel.clone());
                     channel
                 }
