@@ -1,8 +1,8 @@
 """One of two HTTP apps, each under its own `outrigger run`, that call each
 other by app id through their gateways: with the official SDK's
 DaprClient.invoke_method and with a plain HTTP request to the gateway's
-/v1.0/invoke API. Each app exits once it has reached its peer both ways and
-its peer has reached it both ways."""
+/v1.0/invoke API. Each app exits once it has made all its calls and its peer
+has made all of its calls to it."""
 
 import json
 import os
@@ -24,12 +24,12 @@ class App(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("content-length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
+        with lock:
+            called_by.add((body.get("from"), body.get("via")))
         if self.path != "/hello":
             self.send_response(404)
             self.end_headers()
             return
-        with lock:
-            called_by.add((body.get("from"), body.get("via")))
         reply = json.dumps({"me": ME, "got": body}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
@@ -94,7 +94,11 @@ assert got == {"me": PEER, "got": {"from": ME, "via": "http"}}, got
 # An unknown method of the peer comes back as the peer app's 404.
 try:
     urllib.request.urlopen(
-        urllib.request.Request(url.replace("/hello", "/nothing"), data=b"{}", method="POST"),
+        urllib.request.Request(
+            url.replace("/hello", "/nothing"),
+            data=json.dumps({"from": ME, "via": "404"}).encode(),
+            method="POST",
+        ),
         timeout=5,
     )
     raise AssertionError("the peer's 404 did not come back")
@@ -103,7 +107,9 @@ except urllib.error.HTTPError as err:
 
 while time.time() < deadline:
     with lock:
-        if called_by >= {(PEER, "sdk"), (PEER, "http")}:
+        # Every call the peer makes, so neither app exits while the other
+        # still has a call for it to answer.
+        if called_by >= {(PEER, "sdk"), (PEER, "http"), (PEER, "404")}:
             break
     time.sleep(0.1)
 else:
