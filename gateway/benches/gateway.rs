@@ -179,7 +179,7 @@ async fn paths(
     n: usize,
     store: &'static str,
     direct: Direct,
-    grpc: pb::dapr_client::DaprClient<tonic::transport::Channel>,
+    grpc: pb::dapr_client::DaprClient<outrigger::components::channel::UdsChannel>,
     http: Http,
     base: String,
     rows: &mut Rows,
@@ -515,9 +515,12 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = gateway.id().and_then(support::proc::rss_kib).unwrap_or(0);
-    let grpc = pb::dapr_client::DaprClient::connect(format!("http://127.0.0.1:{grpc_port}"))
-        .await
-        .unwrap();
+    // On the gateway's own HTTP/2 channel: like grpc-python (seen with
+    // strace) it writes a call's HEADERS and message together; tonic's
+    // stock channel writes them apart, which wakes the gateway twice.
+    let grpc = pb::dapr_client::DaprClient::new(outrigger::components::channel::lazy_tcp(
+        std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port)),
+    ));
 
     let mut rows = Rows {
         set: Vec::new(),
