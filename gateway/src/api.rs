@@ -39,6 +39,8 @@ pub struct Runtime {
     pub configuration: ConfigurationApi,
     /// Service invocation.
     pub invoke: InvokeApi,
+    /// Virtual actors.
+    pub actors: Arc<crate::actors::Actors>,
     /// Attributes set with `PUT /v1.0/metadata/{key}`.
     pub extended: RwLock<BTreeMap<String, String>>,
     /// Features enabled by the `Configuration` file.
@@ -83,23 +85,29 @@ impl Runtime {
             Some(crate::app_channel::App::Http(app)) => Some((**app).clone()),
             _ => None,
         };
+        let invoke = InvokeApi::new(
+            config.app_id.clone(),
+            app,
+            resolver,
+            config.api_token.clone(),
+            match (config.app_protocol, config.app_port) {
+                (crate::config::AppProtocol::Grpc, Some(port)) => Some(std::net::SocketAddr::new(
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    port,
+                )),
+                _ => None,
+            },
+        )
+        .with_telemetry(telemetry.clone());
+        let actors = Arc::new(crate::actors::Actors::new(
+            config.app_id.clone(),
+            &registry,
+            invoke.clone(),
+            config.actor_lease_ttl,
+        ));
         Arc::new(Self {
-            invoke: InvokeApi::new(
-                config.app_id.clone(),
-                app,
-                resolver,
-                config.api_token.clone(),
-                match (config.app_protocol, config.app_port) {
-                    (crate::config::AppProtocol::Grpc, Some(port)) => {
-                        Some(std::net::SocketAddr::new(
-                            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                            port,
-                        ))
-                    }
-                    _ => None,
-                },
-            )
-            .with_telemetry(telemetry.clone()),
+            invoke,
+            actors,
             configuration: ConfigurationApi::new(
                 Arc::clone(&registry),
                 http_app,

@@ -114,6 +114,18 @@ pub struct GatewayArgs {
     /// service invocation (default `~/.outrigger/registry`).
     #[arg(long = "registry-folder", env = "OUTRIGGER_REGISTRY_FOLDER")]
     pub registry_folder: Option<PathBuf>,
+    /// How long an actor host's leases outlive its last renewal (seconds or
+    /// a duration such as `1500ms`); a dead gateway's actors move after this.
+    #[arg(
+        long = "actor-lease-ttl",
+        env = "OUTRIGGER_ACTOR_LEASE_TTL",
+        default_value = "5s"
+    )]
+    pub actor_lease_ttl: String,
+    /// The address other gateways reach this one's gRPC API at, for actor
+    /// calls (default: the listen address, or 127.0.0.1 when that is 0.0.0.0).
+    #[arg(long = "advertise-address", env = "OUTRIGGER_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
 }
 
 /// How the app's health is probed.
@@ -181,6 +193,10 @@ pub struct Config {
     pub app_api_token: Option<String>,
     /// Local name-resolution folder; `None` when there is no home folder.
     pub registry_folder: Option<PathBuf>,
+    /// Actor lease time-to-live.
+    pub actor_lease_ttl: Duration,
+    /// Host (name or IP) peers use for actor calls to this gateway.
+    pub advertise_address: Option<String>,
 }
 
 /// Invalid configuration; the message names the flag or file.
@@ -299,6 +315,17 @@ impl GatewayArgs {
                 reason: "must be at least 1 (MB)".into(),
             });
         }
+        let actor_lease_ttl = duration_flag(
+            "--actor-lease-ttl",
+            &self.actor_lease_ttl,
+            Duration::from_secs(1),
+        )?;
+        if actor_lease_ttl < Duration::from_millis(500) {
+            return Err(ConfigError::Flag {
+                flag: "--actor-lease-ttl",
+                reason: format!("{actor_lease_ttl:?} is too short (at least 500ms)"),
+            });
+        }
         let max_body_bytes =
             usize::try_from(self.max_body_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         Ok(Config {
@@ -322,6 +349,8 @@ impl GatewayArgs {
             component_init_timeout: Duration::from_secs(self.component_init_timeout_secs.max(1)),
             api_token: env("DAPR_API_TOKEN").filter(|t| !t.is_empty()),
             app_api_token: env("APP_API_TOKEN").filter(|t| !t.is_empty()),
+            actor_lease_ttl,
+            advertise_address: self.advertise_address.filter(|a| !a.is_empty()),
             registry_folder: self.registry_folder.or_else(|| {
                 env("HOME")
                     .filter(|h| !h.is_empty())

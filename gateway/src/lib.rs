@@ -15,6 +15,7 @@
 //! - [`components`]: discovery, channels, registry (init, ping, re-init).
 //! - [`runtime`]: building-block logic (state, secrets, bindings,
 //!   configuration, service invocation).
+//! - [`actors`]: virtual actors, placed by leases in the actor state store.
 //! - [`nameresolution`]: how gateways on one machine find each other.
 //! - [`access_control`]: which callers may invoke which methods of the app.
 //! - [`telemetry`]: `spec.tracing`, OTLP export, W3C trace context.
@@ -23,6 +24,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access_control;
+pub mod actors;
 pub mod api;
 pub mod app_channel;
 pub mod app_health;
@@ -300,6 +302,17 @@ impl Gateway {
             resolver,
             telemetry,
         );
+        if let Some(problem) = runtime.actors.store_problem() {
+            return Err(GatewayError::Resources(ResourceError::Invalid {
+                path: runtime
+                    .config
+                    .resources_paths
+                    .first()
+                    .cloned()
+                    .unwrap_or_default(),
+                reason: problem,
+            }));
+        }
         runtime.invoke.set_resiliency(resources.resiliency.clone());
         runtime.invoke.secure(access_control::Security::new(
             access_control,
@@ -416,6 +429,22 @@ impl Gateway {
                 })
                 .ok()
         });
+
+        // Actors: ask the app which types it hosts and, if any, host them.
+        if let Some(app_channel::App::Http(app)) = app_channel::App::from_config(&runtime.config) {
+            let host = match (&runtime.config.advertise_address, grpc_addr.ip()) {
+                (Some(host), _) => host.clone(),
+                (None, ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+                (None, ip) => ip.to_string(),
+            };
+            let address = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, grpc_addr.port()).to_string(),
+                Err(_) => format!("{host}:{}", grpc_addr.port()),
+            };
+            runtime
+                .actors
+                .start_hosting((*app).clone(), address, &tracker, shutdown.clone());
+        }
 
         runtime.outbound_ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");

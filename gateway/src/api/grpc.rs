@@ -17,6 +17,7 @@ use outrigger_proto::runtime as pb;
 use super::Runtime;
 use crate::runtime::state::{Operation, SaveItem};
 
+mod actors;
 mod configuration;
 mod invoke;
 pub mod proxy;
@@ -461,6 +462,102 @@ impl pb::dapr_server::Dapr for DaprService {
         invoke::invoke_service(&self.rt, request).await
     }
 
+    #[tracing::instrument(skip_all, fields(rpc.method = "InvokeActor"))]
+    async fn invoke_actor(
+        &self,
+        request: Request<pb::InvokeActorRequest>,
+    ) -> Result<Response<pb::InvokeActorResponse>, Status> {
+        actors::invoke(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetActorState"))]
+    async fn get_actor_state(
+        &self,
+        request: Request<pb::GetActorStateRequest>,
+    ) -> Result<Response<pb::GetActorStateResponse>, Status> {
+        actors::get_state(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "ExecuteActorStateTransaction"))]
+    async fn execute_actor_state_transaction(
+        &self,
+        request: Request<pb::ExecuteActorStateTransactionRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::transaction(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "RegisterActorReminder"))]
+    async fn register_actor_reminder(
+        &self,
+        request: Request<pb::RegisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::register_reminder(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "UnregisterActorReminder"))]
+    async fn unregister_actor_reminder(
+        &self,
+        request: Request<pb::UnregisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let done = self
+            .rt
+            .actors
+            .delete_reminder(&r.actor_type, &r.actor_id, &r.name);
+        Ok(Response::new(done.await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetActorReminder"))]
+    async fn get_actor_reminder(
+        &self,
+        request: Request<pb::GetActorReminderRequest>,
+    ) -> Result<Response<pb::GetActorReminderResponse>, Status> {
+        actors::get_reminder(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "ListActorReminders"))]
+    async fn list_actor_reminders(
+        &self,
+        request: Request<pb::ListActorRemindersRequest>,
+    ) -> Result<Response<pb::ListActorRemindersResponse>, Status> {
+        actors::list_reminders(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "UnregisterActorRemindersByType"))]
+    async fn unregister_actor_reminders_by_type(
+        &self,
+        request: Request<pb::UnregisterActorRemindersByTypeRequest>,
+    ) -> Result<Response<pb::UnregisterActorRemindersByTypeResponse>, Status> {
+        let r = request.into_inner();
+        let done = self
+            .rt
+            .actors
+            .delete_reminders(&r.actor_type, r.actor_id.as_deref());
+        done.await?;
+        Ok(Response::new(pb::UnregisterActorRemindersByTypeResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "RegisterActorTimer"))]
+    async fn register_actor_timer(
+        &self,
+        request: Request<pb::RegisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::register_timer(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "UnregisterActorTimer"))]
+    async fn unregister_actor_timer(
+        &self,
+        request: Request<pb::UnregisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let done = self
+            .rt
+            .actors
+            .delete_timer(&r.actor_type, &r.actor_id, &r.name);
+        Ok(Response::new(done.await?))
+    }
+
     #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]
     async fn get_secret(
         &self,
@@ -537,6 +634,7 @@ impl pb::dapr_server::Dapr for DaprService {
             }),
             runtime_version: crate::RUNTIME_VERSION.into(),
             enabled_features: rt.features(),
+            actor_runtime: Some(actors::runtime_info(&rt.actors.info())),
             ..Default::default()
         }))
     }

@@ -5,6 +5,7 @@
 //! (health routes exempt, as in daprd) → body size limit → routes. Bodies
 //! over the limit and unreadable bodies become `ERR_BODY_READ`.
 
+mod actors;
 mod bindings;
 mod configuration;
 mod invoke;
@@ -79,6 +80,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             "/v1.0/invoke/{app_id}/method/{*method}",
             axum::routing::any(invoke::invoke),
         )
+        .merge(actor_routes())
         .merge(configuration_routes("/v1.0"))
         .merge(configuration_routes("/v1.0-alpha1"))
         .fallback(unimplemented)
@@ -94,6 +96,43 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
             crate::metrics::http_server::track,
         ))
         .with_state(runtime)
+}
+
+/// The actor API, and Outrigger's list APIs for actors and reminders.
+fn actor_routes() -> Router<Arc<Runtime>> {
+    const ACTOR: &str = "/v1.0/actors/{actor_type}/{actor_id}";
+    Router::new()
+        .route(
+            &format!("{ACTOR}/method/{{*method}}"),
+            axum::routing::any(actors::invoke),
+        )
+        .route(
+            &format!("{ACTOR}/state"),
+            post(actors::transaction).put(actors::transaction),
+        )
+        .route(&format!("{ACTOR}/state/{{key}}"), get(actors::get_state))
+        .route(
+            &format!("{ACTOR}/reminders/{{name}}"),
+            post(actors::create_reminder)
+                .put(actors::create_reminder)
+                .get(actors::get_reminder)
+                .delete(actors::delete_reminder),
+        )
+        .route(
+            &format!("{ACTOR}/timers/{{name}}"),
+            post(actors::create_timer)
+                .put(actors::create_timer)
+                .delete(actors::delete_timer),
+        )
+        .route("/v1.0-alpha1/actors/{actor_type}", get(actors::list_active))
+        .route(
+            "/v1.0-alpha1/actors/{actor_type}/reminders",
+            get(actors::list_reminders),
+        )
+        .route(
+            "/v1.0-alpha1/actors/{actor_type}/{actor_id}/reminders",
+            get(actors::list_reminders),
+        )
 }
 
 /// The configuration API under one version prefix.

@@ -103,6 +103,34 @@ catalogue! {
     ERR_DIRECT_INVOKE = INTERNAL_SERVER_ERROR, Internal;
     /// Configuration updates for an HTTP app need `--app-port`.
     ERR_APP_CHANNEL_NIL = INTERNAL_SERVER_ERROR, Internal;
+    /// Actors are used but no state store carries `actorStateStore: "true"`.
+    ERR_ACTOR_RUNTIME_NOT_FOUND = INTERNAL_SERVER_ERROR, Internal;
+    /// An actor request without an actor type or id.
+    ERR_ACTOR_INSTANCE_MISSING = BAD_REQUEST, InvalidArgument;
+    /// Calling an actor method failed (the app erred or no gateway hosts the type).
+    ERR_ACTOR_INVOKE_METHOD = INTERNAL_SERVER_ERROR, Internal;
+    /// Reading actor state failed.
+    ERR_ACTOR_STATE_GET = INTERNAL_SERVER_ERROR, Internal;
+    /// An actor state transaction failed.
+    ERR_ACTOR_STATE_TRANSACTION_SAVE = INTERNAL_SERVER_ERROR, Internal;
+    /// Creating a reminder failed.
+    ERR_ACTOR_REMINDER_CREATE = INTERNAL_SERVER_ERROR, Internal;
+    /// Reading a reminder failed.
+    ERR_ACTOR_REMINDER_GET = INTERNAL_SERVER_ERROR, Internal;
+    /// Deleting a reminder failed.
+    ERR_ACTOR_REMINDER_DELETE = INTERNAL_SERVER_ERROR, Internal;
+    /// No such reminder.
+    ERR_ACTOR_REMINDER_NOT_FOUND = NOT_FOUND, NotFound;
+    /// Creating a timer failed.
+    ERR_ACTOR_TIMER_CREATE = INTERNAL_SERVER_ERROR, Internal;
+    /// Deleting a timer failed.
+    ERR_ACTOR_TIMER_DELETE = INTERNAL_SERVER_ERROR, Internal;
+    /// No gateway hosting the actor type can be found.
+    ERR_ACTOR_NO_PLACEMENT = BAD_REQUEST, FailedPrecondition;
+    /// The actor runtime is shutting down.
+    ERR_ACTOR_RUNTIME_CLOSED = SERVICE_UNAVAILABLE, Unavailable;
+    /// Too many calls are queued for one actor, or reentrancy went too deep.
+    ERR_ACTOR_TOO_MANY_CALLS = TOO_MANY_REQUESTS, ResourceExhausted;
 }
 
 #[cfg(test)]

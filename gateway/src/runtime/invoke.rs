@@ -321,28 +321,47 @@ impl InvokeApi {
             .ok_or_else(|| tonic::Status::unavailable(format!("couldn't find service: {target}")))
     }
 
+    /// The pooled HTTP/2 channel to the peer gateway at `addr`.
+    pub(crate) fn peer_channel(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<crate::components::channel::UdsChannel, tonic::Status> {
+        let mut peers = self
+            .peers
+            .lock()
+            .map_err(|_| tonic::Status::internal("peer table poisoned"))?;
+        Ok(match peers.get(&addr) {
+            Some(channel) => channel.clone(),
+            None => {
+                // The same HTTP/2 channel as for components: a call's
+                // message leaves in the write that carries its HEADERS.
+                let channel = crate::components::channel::lazy_tcp(addr);
+                peers.insert(addr, channel.clone());
+                channel
+            }
+        })
+    }
+
+    /// A request to a peer gateway, carrying this gateway's token and the
+    /// current trace context.
+    pub(crate) fn peer_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert(crate::api::http::TOKEN_HEADER, token.clone());
+        }
+        crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
+        request
+    }
+
     async fn call_peer(
         &self,
         addr: SocketAddr,
         app_id: &str,
         call: &Call,
     ) -> Result<Reply, tonic::Status> {
-        let channel = {
-            let mut peers = self
-                .peers
-                .lock()
-                .map_err(|_| tonic::Status::internal("peer table poisoned"))?;
-            match peers.get(&addr) {
-                Some(channel) => channel.clone(),
-                None => {
-                    // The same HTTP/2 channel as for components: a call's
-                    // message leaves in the write that carries its HEADERS.
-                    let channel = crate::components::channel::lazy_tcp(addr);
-                    peers.insert(addr, channel.clone());
-                    channel
-                }
-            }
-        };
+        let channel = self.peer_channel(addr)?;
         let mut request = tonic::Request::new(pb::LocalCall {
             app_id: app_id.to_owned(),
             method: call.method.clone(),

@@ -207,6 +207,8 @@ pub fn config(dir: &std::path::Path, token: Option<&str>) -> Config {
         api_token: token.map(str::to_owned),
         app_api_token: None,
         registry_folder: Some(dir.join("registry")),
+        actor_lease_ttl: Duration::from_secs(5),
+        advertise_address: None,
     }
 }
 

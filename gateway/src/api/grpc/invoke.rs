@@ -141,4 +141,26 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
             body: reply.body,
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "CallActor"))]
+    async fn call_actor(
+        &self,
+        request: Request<internal_pb::ActorCall>,
+    ) -> Result<Response<internal_pb::ActorReply>, Status> {
+        let call = request.into_inner();
+        self.rt
+            .actors
+            .serve_forwarded(call)
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "ListActors"))]
+    async fn list_actors(
+        &self,
+        request: Request<internal_pb::ListActorsCall>,
+    ) -> Result<Response<internal_pb::ListActorsReply>, Status> {
+        let actor_ids = self.rt.actors.local_ids(&request.into_inner().actor_type);
+        Ok(Response::new(internal_pb::ListActorsReply { actor_ids }))
+    }
 }

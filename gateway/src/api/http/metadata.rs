@@ -76,11 +76,23 @@ pub(super) async fn get_metadata(State(rt): State<Arc<Runtime>>) -> Response {
         }
         .into();
     }
+    let actors = rt.actors.info();
+    let active: Vec<_> = actors
+        .active
+        .iter()
+        .map(|(t, n)| serde_json::json!({"type": t, "count": n}))
+        .collect();
     Json(serde_json::json!({
         "id": rt.config.app_id,
         "runtimeVersion": crate::RUNTIME_VERSION,
         "enabledFeatures": rt.features(),
-        "actors": [],
+        "actors": active,
+        "actorRuntime": {
+            "runtimeStatus": actors.status,
+            "activeActors": active,
+            "hostReady": actors.host_ready,
+            "placement": actors.placement,
+        },
         "components": components,
         "extended": rt.extended_metadata(),
         "subscriptions": [],

@@ -1,0 +1,246 @@
+//! The actor state store, spoken to with raw keys: actor state
+//! (`{appId}||{type}||{id}||{key}`, as daprd writes it), and the records
+//! placement and reminders keep there (`outrigger||actors||...`).
+//!
+//! Every record that several gateways update is a JSON value changed by
+//! compare-and-set on its ETag ([`Store::update`]), so the store's own
+//! atomic conditional write is the only coordination there is.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use outrigger_proto::components as pb;
+
+use crate::components::{Component, Registry};
+
+/// Prefix of every record of ours (never a Dapr state key: app ids cannot
+/// be `outrigger` and also use this layout).
+pub(crate) const PREFIX: &str = "outrigger||actors";
+
+/// How many times a compare-and-set is retried under contention.
+const CAS_ATTEMPTS: usize = 64;
+
+/// Why a store call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// An ETag (or first-write) condition did not hold.
+    #[error("the record changed meanwhile (ETag mismatch)")]
+    Conflict,
+    /// Anything else; the message names the component.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A stored value and its ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Versioned<T> {
+    pub(crate) value: T,
+    pub(crate) etag: String,
+}
+
+/// The actor state store (the one component with `actorStateStore: "true"`).
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    registry: Arc<Registry>,
+    name: String,
+}
+
+fn is_conflict(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::FailedPrecondition | tonic::Code::Aborted
+    )
+}
+
+impl Store {
+    pub(crate) fn new(registry: Arc<Registry>, name: String) -> Self {
+        Self { registry, name }
+    }
+
+    /// The component's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn component(&self) -> Result<Arc<Component>, StoreError> {
+        let component = self.registry.get(&self.name).ok_or_else(|| {
+            StoreError::Failed(format!("actor state store {} is not loaded", self.name))
+        })?;
+        component
+            .ensure_ready()
+            .map_err(|why| StoreError::Failed(format!("actor state store {}: {why}", self.name)))?;
+        Ok(component)
+    }
+
+    fn failed(&self, status: &tonic::Status) -> StoreError {
+        if is_conflict(status) {
+            StoreError::Conflict
+        } else {
+            StoreError::Failed(format!(
+                "actor state store {} failed: {}",
+                self.name,
+                status.message()
+            ))
+        }
+    }
+
+    /// Raw bytes and ETag of `key`, `None` when missing.
+    pub(crate) async fn get_raw(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<String>, HashMap<String, String>)>, StoreError> {
+        let reply = self
+            .component()?
+            .state()
+            .get(pb::GetRequest {
+                key: key.to_owned(),
+                metadata: HashMap::new(),
+                consistency: pb::state_options::StateConsistency::ConsistencyStrong as i32,
+            })
+            .await
+            .map_err(|s| self.failed(&s))?
+            .into_inner();
+        if reply.data.is_empty() && reply.etag.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((
+            reply.data,
+            reply.etag.map(|e| e.value),
+            reply.metadata,
+        )))
+    }
+
+    /// The JSON record at `key`; a record that does not parse counts as
+    /// missing (and is overwritten by the next update), with a warning.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let Some((data, etag, _)) = self.get_raw(key).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&data) {
+            Ok(value) => Ok(Some(Versioned {
+                value,
+                etag: etag.unwrap_or_default(),
+            })),
+            Err(err) => {
+                tracing::warn!(key, error = %err, "ignoring an unreadable actor record");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Write `value` at `key`: over ETag `etag`, or only if absent when `etag` is `None`.
+    pub(crate) async fn put<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        etag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let request = set_request(key, value, etag)?;
+        self.component()?
+            .state()
+            .set(request)
+            .await
+            .map(drop)
+            .map_err(|s| self.failed(&s))
+    }
+
+    /// Delete `key`, only while its ETag is `etag` when given.
+    pub(crate) async fn delete(&self, key: &str, etag: Option<&str>) -> Result<(), StoreError> {
+        self.component()?
+            .state()
+            .delete(pb::DeleteRequest {
+                key: key.to_owned(),
+                etag: etag.map(|value| pb::Etag {
+                    value: value.to_owned(),
+                }),
+                metadata: HashMap::new(),
+                options: Some(first_write()),
+            })
+            .await
+            .map(drop)
+            .map_err(|s| self.failed(&s))
+    }
+
+    /// Apply `operations` in one transaction.
+    pub(crate) async fn transact(
+        &self,
+        operations: Vec<pb::TransactionalStateOperation>,
+    ) -> Result<(), StoreError> {
+        self.component()?
+            .transactional()
+            .transact(pb::TransactionalStateRequest {
+                operations,
+                metadata: HashMap::new(),
+            })
+            .await
+            .map(drop)
+            .map_err(|s| self.failed(&s))
+    }
+
+    /// Read-modify-write the JSON record at `key` by compare-and-set:
+    /// `change` gets the current value (`None`: missing) and returns the new
+    /// one (`None`: delete it) and a result; it is called again after a
+    /// conflict with the fresh value.
+    pub(crate) async fn update<T, R>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<T>) -> (Option<T>, R),
+    ) -> Result<R, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get::<T>(key).await?;
+            let etag = current.as_ref().map(|c| c.etag.clone());
+            let (next, result) = change(current.map(|c| c.value));
+            let written = match (next, etag.as_deref()) {
+                (Some(next), etag) => self.put(key, &next, etag).await,
+                (None, Some(etag)) => self.delete(key, Some(etag)).await,
+                (None, None) => Ok(()),
+            };
+            match written {
+                Ok(()) => return Ok(result),
+                Err(StoreError::Conflict) => {
+                    tokio::task::yield_now().await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Failed(format!(
+            "actor record {key} kept changing under {CAS_ATTEMPTS} attempts to update it"
+        )))
+    }
+}
+
+fn first_write() -> pb::StateOptions {
+    pb::StateOptions {
+        concurrency: pb::state_options::StateConcurrency::ConcurrencyFirstWrite as i32,
+        consistency: pb::state_options::StateConsistency::ConsistencyStrong as i32,
+    }
+}
+
+/// A conditional `Set` of a JSON record (as a transaction operation too).
+pub(crate) fn set_request<T: Serialize>(
+    key: &str,
+    value: &T,
+    etag: Option<&str>,
+) -> Result<pb::SetRequest, StoreError> {
+    let value = serde_json::to_vec(value)
+        .map_err(|e| StoreError::Failed(format!("encoding actor record {key}: {e}")))?;
+    Ok(pb::SetRequest {
+        key: key.to_owned(),
+        value,
+        etag: etag.map(|value| pb::Etag {
+            value: value.to_owned(),
+        }),
+        metadata: HashMap::new(),
+        content_type: "application/json".to_owned(),
+        options: Some(first_write()),
+    })
+}
