@@ -210,7 +210,7 @@ pub struct Actors {
     invoke: InvokeApi,
     routes: Mutex<HashMap<(String, String), (String, Instant)>>,
     lease_ttl: Duration,
-    wake: tokio::sync::Notify,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 fn missing(what: &str) -> ApiError {
@@ -283,7 +283,7 @@ impl Actors {
             invoke,
             routes: Mutex::new(HashMap::new()),
             lease_ttl,
-            wake: tokio::sync::Notify::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -404,9 +404,16 @@ impl Actors {
     ) -> Result<Reply, ApiError> {
         check(actor_type, id)?;
         let mut last = String::new();
-        for attempt in 0..6u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 20)).await;
+        // Long enough for a dead holder's lease to lapse and the actor to move.
+        let deadline = Instant::now() + self.lease_ttl + self.lease_ttl / 2;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if !last.is_empty() {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
             match self.route(actor_type, id).await? {
                 Route::Local(slot) => match self.run_local(&slot, action.clone()).await? {
@@ -1163,6 +1170,7 @@ impl Actors {
                             Arc::clone(&reminders),
                             actor_type.clone(),
                             item,
+                            Arc::clone(&self.wake),
                         ));
                     }
                 }
@@ -1182,6 +1190,7 @@ async fn fire(
     reminders: Arc<Reminders>,
     actor_type: String,
     item: reminders::Due,
+    rescan: Arc<tokio::sync::Notify>,
 ) {
     let r = &item.reminder;
     let mut cancel = false;
@@ -1235,10 +1244,12 @@ async fn fire(
             }
         }
     }
-    if let Err(err) = reminders.fired(&actor_type, r, cancel).await {
+    if let Err(err) = reminders.fired(&actor_type, r, item.calls, cancel).await {
         tracing::warn!(actor_type, actor_id = %r.actor_id, reminder = %r.name, error = %err, "could not record a fired reminder; it may fire again");
     }
     reminders.unclaim(&actor_type, r);
+    // Its next due time is known now: let the scan sleep until then.
+    rescan.notify_one();
 }
 
 /// Renew this host's placement entry every quarter lease; a lapse voids

@@ -355,6 +355,7 @@ impl Reminders {
         &self,
         actor_type: &str,
         fired: &Reminder,
+        calls: u32,
         cancel: bool,
     ) -> Result<(), StoreError> {
         let key = self.key_of(actor_type, &fired.actor_id).await?;
@@ -373,7 +374,7 @@ impl Reminders {
                     // Deleted or replaced meanwhile: nothing to advance.
                     return (Some(part), ());
                 };
-                match advance(&part.reminders[index], now) {
+                match advance(&part.reminders[index], now, calls) {
                     Some(next) if !cancel => part.reminders[index] = next,
                     _ => {
                         part.reminders.remove(index);
@@ -408,13 +409,14 @@ pub(crate) fn calls_for(r: &Reminder, now: i64) -> u32 {
     r.remaining.map_or(calls, |left| calls.min(left))
 }
 
-/// The reminder after its due slots were handled at `now`; `None` when done.
-fn advance(r: &Reminder, now: i64) -> Option<Reminder> {
+/// The reminder after its due slots were handled at `now` with `calls`
+/// calls to the app (repetitions count calls made, not slots); `None` when done.
+fn advance(r: &Reminder, now: i64, calls: u32) -> Option<Reminder> {
     let period = r.period_ms.filter(|p| *p > 0)?;
     let slots = slots_due(r, now);
     let remaining = match r.remaining {
         Some(left) => {
-            let left = i64::from(left) - slots;
+            let left = i64::from(left) - i64::from(calls);
             if left <= 0 {
                 return None;
             }
@@ -458,11 +460,11 @@ mod tests {
     fn on_time_reminders_fire_once_and_advance_one_period() {
         let r = reminder(Some(1000), Some(5), Misfire::FireOnce);
         assert_eq!(calls_for(&r, 10_050), 1);
-        let next = advance(&r, 10_050).unwrap();
+        let next = advance(&r, 10_050, 1).unwrap();
         assert_eq!((next.next_ms, next.remaining), (11_000, Some(4)));
         let last = reminder(Some(1000), Some(1), Misfire::FireOnce);
-        assert!(advance(&last, 10_050).is_none());
-        assert!(advance(&reminder(None, None, Misfire::FireOnce), 10_050).is_none());
+        assert!(advance(&last, 10_050, 1).is_none());
+        assert!(advance(&reminder(None, None, Misfire::FireOnce), 10_050, 1).is_none());
     }
 
     #[test]
@@ -491,10 +493,11 @@ mod tests {
             ),
             2
         );
-        let next = advance(&reminder(Some(1000), None, Misfire::Skip), now).unwrap();
+        let next = advance(&reminder(Some(1000), None, Misfire::Skip), now, 0).unwrap();
         assert_eq!(next.next_ms, 20_000);
-        // Repetitions count missed slots too.
-        assert!(advance(&reminder(Some(1000), Some(5), Misfire::FireOnce), now).is_none());
+        // Repetitions count calls made, so R5 means five calls whatever was missed.
+        let late = advance(&reminder(Some(1000), Some(5), Misfire::FireOnce), now, 1).unwrap();
+        assert_eq!((late.next_ms, late.remaining), (20_000, Some(4)));
     }
 
     #[test]

@@ -1,0 +1,314 @@
+//! Virtual actors with the official Python SDK, end to end: an actor host
+//! (`tests/python/actor_host.py`: FastAPI + `dapr.ext.fastapi.DaprActor`)
+//! under one `outrigger run --app-port`, and a client
+//! (`tests/python/actor_client.py`: `dapr.actor.ActorProxy`) under another
+//! `outrigger run` without an app port. The two gateways share only the
+//! SQLite actor state store of their common `--data-dir`; that is how the
+//! client's gateway finds the host. The host appends what its actors see to
+//! an events file (JSON lines) that the client and these tests read.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The client checks methods with arguments and results, state through the
+/// SDK's state manager and `GET .../state/{key}`, a timer firing on its
+/// period and stopping when unregistered, idle deactivation reaching the
+/// SDK's `_on_deactivate` (and state surviving it), and a self-call through
+/// an `ActorProxy` that completes with reentrancy on and waits with it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_actors_methods_state_timer_idle_deactivation_and_reentrancy() {
+    let setup = Setup::new();
+    let host = setup.start("host-1", Role::Host { boot: 1 }, &[]);
+    let client = setup.start("client", Role::Client, &[("CLIENT_MODE", "main")]);
+    setup
+        .finish(client, "main actor client checks passed")
+        .await;
+
+    // Every call reached one activation of its actor (idle-1 two: before
+    // and after its idle deactivation).
+    for (id, activations) in [
+        ("calc-1", 1),
+        ("state-1", 1),
+        ("timer-1", 1),
+        ("idle-1", 2),
+        ("re-1", 1),
+        ("plain-1", 1),
+    ] {
+        let seen = setup.events_where(|e| e["event"] == "activate" && e["id"] == id);
+        assert_eq!(
+            seen.len(),
+            activations,
+            "activations of {id}: {seen:?}\n{}",
+            setup.logs()
+        );
+    }
+    // The reentrant type's nested call ran inside the outer call's turn,
+    // with the chain id the gateway generated.
+    let inner = setup.events_where(|e| e["event"] == "inner" && e["id"] == "re-1");
+    assert!(
+        inner.len() == 1 && inner[0]["reentrancyId"].is_string(),
+        "{inner:?}"
+    );
+    // All from the one host process.
+    let pids: std::collections::BTreeSet<_> =
+        setup.events().iter().map(|e| e["pid"].as_i64()).collect();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    setup.stop(host).await;
+}
+
+/// Reminders fire (one-shot and periodic, with their data), and a reminder
+/// registered before the host's `outrigger run` is stopped with SIGTERM
+/// fires once after a new `outrigger run` on the same data folder starts:
+/// never before its due time, never in the first host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_actor_reminder_fires_after_the_host_restarts() {
+    const LATER_DUE: Duration = Duration::from_secs(5);
+    let setup = Setup::new();
+    let host = setup.start("host-1", Role::Host { boot: 1 }, &[]);
+    let due_ms = LATER_DUE.as_millis().to_string();
+    let client = setup.start(
+        "client",
+        Role::Client,
+        &[("CLIENT_MODE", "reminders"), ("LATER_DUE_MS", &due_ms)],
+    );
+    setup
+        .finish(client, "reminders actor client checks passed")
+        .await;
+    let stopped = Instant::now();
+    setup.stop(host).await;
+    eprintln!("host stopped in {:?}", stopped.elapsed());
+
+    let later = |e: &Value| e["event"] == "reminder" && e["name"] == "later";
+    assert!(
+        setup.events_where(later).is_empty(),
+        "the durable reminder fired before the host was stopped (LATER_DUE too short?)\n{}",
+        setup.logs()
+    );
+    let [registered] = setup
+        .events_where(|e| e["event"] == "reminder-registered" && e["name"] == "later")
+        .try_into()
+        .unwrap();
+
+    let host = setup.start("host-2", Role::Host { boot: 2 }, &[]);
+    let fired = setup
+        .wait_for(Duration::from_secs(30), |events| {
+            events.iter().find(|e| later(e)).cloned()
+        })
+        .await;
+    assert_eq!(fired["boot"], "2", "{fired}");
+    assert_eq!(fired["id"], "rem-1", "{fired}");
+    assert_eq!(fired["payload"]["k"], "durable", "{fired}");
+    let early =
+        registered["t"].as_f64().unwrap() + LATER_DUE.as_secs_f64() - fired["t"].as_f64().unwrap();
+    assert!(early < 0.05, "fired {early:.3} s before it was due");
+    assert_eq!(setup.events_where(later).len(), 1, "{}", setup.logs());
+    setup.stop(host).await;
+}
+
+// === harness ===
+
+fn outrigger() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_outrigger"))
+}
+
+/// What an `outrigger run` starts.
+#[derive(Clone, Copy)]
+enum Role {
+    /// `actor_host.py` on a free app port; `boot` tags its events.
+    Host { boot: u32 },
+    /// `actor_client.py`, no app port.
+    Client,
+}
+
+/// One test's data folder (the shared SQLite file), registry folder,
+/// events file and run logs.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+/// One `outrigger run`; killed (with its process group's leader) if dropped.
+struct Run {
+    name: String,
+    child: tokio::process::Child,
+    runtime_dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("registry")).unwrap();
+        Self { dir }
+    }
+
+    fn events_file(&self) -> PathBuf {
+        self.dir.path().join("events.jsonl")
+    }
+
+    fn log_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// `outrigger run --app-id <id> [--app-port <free>] --data-dir .. --registry-folder .. -- python <script>`.
+    fn start(&self, name: &str, role: Role, env: &[(&str, &str)]) -> Run {
+        let local = outrigger().with_file_name("outrigger-local");
+        assert!(
+            local.is_file(),
+            "{} is missing: build it (`cargo build -p outrigger-local`)",
+            local.display()
+        );
+        let python = std::env::var("OUTRIGGER_PYTHON").expect(
+            "OUTRIGGER_PYTHON is not set: run `bash scripts/test.sh`, which installs the Dapr SDK venv and sets it",
+        );
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+        let runtime_dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(self.log_file(name)).unwrap();
+        let mut command = tokio::process::Command::new(outrigger());
+        command.args(["run", "--log-level", "warn"]);
+        match role {
+            Role::Host { boot } => {
+                command
+                    .args(["--app-id", "actor-host", "--app-port"])
+                    .arg(support::free_port().to_string())
+                    .env("ACTOR_BOOT", boot.to_string());
+            }
+            Role::Client => {
+                command.args(["--app-id", "actor-client"]);
+            }
+        }
+        let script = match role {
+            Role::Host { .. } => "actor_host.py",
+            Role::Client => "actor_client.py",
+        };
+        command
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--registry-folder")
+            .arg(self.dir.path().join("registry"))
+            .arg("--")
+            .arg(python)
+            .arg(scripts.join(script))
+            .env("XDG_RUNTIME_DIR", runtime_dir.path())
+            .env("ACTOR_EVENTS", self.events_file())
+            .env("PYTHONUNBUFFERED", "1")
+            .env_remove("DAPR_HTTP_PORT")
+            .env_remove("DAPR_GRPC_PORT")
+            .env_remove("DAPR_API_TOKEN")
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true);
+        Run {
+            name: name.to_owned(),
+            child: command.spawn().unwrap(),
+            runtime_dir,
+        }
+    }
+
+    /// Waits for a run whose app exits by itself: it succeeded and printed `success`.
+    async fn finish(&self, mut run: Run, success: &str) {
+        let status = tokio::time::timeout(Duration::from_secs(60), run.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not finish within 60 s\n{}", run.name, self.logs()))
+            .unwrap();
+        let log = std::fs::read_to_string(self.log_file(&run.name)).unwrap();
+        assert!(
+            status.success() && log.contains(success),
+            "{} failed ({status:?})\n{}",
+            run.name,
+            self.logs()
+        );
+        check_cleaned_up(run.runtime_dir.path());
+    }
+
+    /// SIGTERM to a long-running `outrigger run`: it stops its app and
+    /// components and exits, leaving nothing behind.
+    async fn stop(&self, mut run: Run) {
+        let pid = run.child.id().expect("the run is still going");
+        kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(20), run.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} did not stop within 20 s of SIGTERM\n{}",
+                    run.name,
+                    self.logs()
+                )
+            })
+            .unwrap();
+        eprintln!("{} stopped: {status:?}", run.name);
+        check_cleaned_up(run.runtime_dir.path());
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.events_file())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn events_where(&self, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.events().into_iter().filter(|e| pick(e)).collect()
+    }
+
+    /// Polls the events until `found` returns something, or fails after `within`.
+    async fn wait_for<T>(&self, within: Duration, found: impl Fn(&[Value]) -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(it) = found(&self.events()) {
+                return it;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not seen within {within:?}; events:\n{}\n{}",
+                std::fs::read_to_string(self.events_file()).unwrap_or_default(),
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every run's output, for failure messages.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            all.push_str(&format!("--- {} ---\n{text}\n", path.display()));
+        }
+        all
+    }
+}
+
+/// The run folder is gone and no process started by the run outlived it.
+fn check_cleaned_up(runtime_dir: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(runtime_dir.join("outrigger"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "run folder left behind: {leftovers:?}"
+    );
+    let survivors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read_to_string(p.path().join("environ")).ok())
+        .filter(|env| env.contains(&runtime_dir.display().to_string()))
+        .count();
+    assert_eq!(survivors, 0, "a process started by the run outlived it");
+}
