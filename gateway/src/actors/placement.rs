@@ -125,7 +125,13 @@ fn score(host: &str, id: &str) -> u64 {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    hash
+    // splitmix64's finaliser: FNV alone barely mixes the last bytes, which
+    // is where ids like `order-17` differ.
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
 impl Placement {
@@ -293,16 +299,19 @@ impl Placement {
             .collect())
     }
 
-    /// Where an actor without a live lease should be activated.
+    /// Where an actor without a live lease should be activated (from a
+    /// fresh read of the directory, so a host that just joined gets its share).
     pub(crate) async fn choose(
         &self,
         actor_type: &str,
         id: &str,
     ) -> Result<Option<HostEntry>, StoreError> {
+        let now = now_ms();
         Ok(self
-            .hosts_of(actor_type)
+            .directory(true)
             .await?
             .into_iter()
+            .filter(|h| h.live(now) && h.types.iter().any(|t| t == actor_type))
             .max_by_key(|h| score(&h.id, id)))
     }
 
@@ -454,7 +463,11 @@ mod tests {
 
     #[test]
     fn rendezvous_spreads_and_is_stable() {
-        let hosts = ["a", "b", "c"];
+        let hosts = [
+            "4b0e2c1a-54f3-4c55-9a0e-6f1f0d2f9a11",
+            "4b0e2c1a-54f3-4c55-9a0e-6f1f0d2f9a12",
+            "9e7d1f00-0000-4000-8000-000000000001",
+        ];
         let mut counts = [0usize; 3];
         for i in 0..3000 {
             let id = format!("actor-{i}");

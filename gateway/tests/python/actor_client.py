@@ -54,10 +54,15 @@ async def wait_events(event, actor_id, count=1, within=15.0, **match):
         await asyncio.sleep(0.05)
 
 
-def http_get(path):
-    """(status, body) of a GET on this app's gateway."""
+def host_gateway():
+    """The actor host's gateway (its latest boot event says where)."""
+    return f"http://127.0.0.1:{events('boot')[-1]['daprHttpPort']}"
+
+
+def http_get(path, gateway=GATEWAY):
+    """(status, body) of a GET on a gateway (this app's by default)."""
     try:
-        with urllib.request.urlopen(GATEWAY + path, timeout=10) as resp:
+        with urllib.request.urlopen(gateway + path, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
@@ -96,9 +101,11 @@ async def check_methods_and_state():
     value = {"n": 42, "word": "forty-two"}
     await store.SetValue(value)
     assert await store.GetValue() == value
-    status, body = http_get("/v1.0/actors/DemoActor/state-1/state/value")
+    # Actor state is the hosting app's (keys `{appId}||{type}||{id}||{key}`,
+    # as daprd), so it is read on the host's gateway.
+    status, body = http_get("/v1.0/actors/DemoActor/state-1/state/value", host_gateway())
     assert status == 200 and json.loads(body) == value, (status, body)
-    status, body = http_get("/v1.0/actors/DemoActor/state-1/state/nothing")
+    status, body = http_get("/v1.0/actors/DemoActor/state-1/state/nothing", host_gateway())
     assert status == 204 and body == b"", (status, body)
     status, body = http_get("/v1.0-alpha1/actors/DemoActor")
     active = {a["actorId"] for a in json.loads(body)["actors"]}

@@ -165,7 +165,7 @@ async def lifespan(app):
     )
     for actor_type in (DemoActor, ReentrantActor, PlainActor):
         await dapr_actor.register_actor(actor_type)
-    record("boot", None)
+    record("boot", None, daprHttpPort=os.environ["DAPR_HTTP_PORT"])
     yield
 
 
