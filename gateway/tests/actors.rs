@@ -825,3 +825,196 @@ async fn three_gateways_on_postgresql_never_overlap_and_survive_a_death() {
         node.stop.cancel();
     }
 }
+
+/// The gRPC actor rpcs reach the same runtime as HTTP, and read each
+/// other's writes; bad input is `INVALID_ARGUMENT` naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_actor_api() {
+    use outrigger_proto::runtime as pb;
+    let db = tempfile::tempdir().unwrap();
+    let yaml = sqlite_yaml(&db.path().join("actors.db"));
+    let seen = Arc::new(Seen::default());
+    let node = node(
+        "local",
+        &yaml,
+        Some((0, Arc::clone(&seen), config(serde_json::json!({})))),
+    )
+    .await;
+    host_ready(&node).await;
+    let mut client =
+        pb::dapr_client::DaprClient::connect(format!("http://{}", node.gateway.grpc_addr))
+            .await
+            .unwrap();
+
+    let reply = client
+        .invoke_actor(pb::InvokeActorRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g1".into(),
+            method: "work".into(),
+            data: b"7".to_vec(),
+            metadata: HashMap::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.data, br#"{"app":0,"got":"7"}"#);
+    let failed = client
+        .invoke_actor(pb::InvokeActorRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g1".into(),
+            method: "fail".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::Internal);
+    assert_eq!(failed.message(), "it broke");
+
+    // gRPC stores raw bytes; HTTP reads them back as stored.
+    client
+        .execute_actor_state_transaction(pb::ExecuteActorStateTransactionRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g1".into(),
+            operations: vec![pb::TransactionalActorStateOperation {
+                operation_type: "upsert".into(),
+                key: "k".into(),
+                value: Some(prost_types::Any {
+                    type_url: String::new(),
+                    value: b"raw".to_vec(),
+                }),
+                metadata: HashMap::new(),
+            }],
+        })
+        .await
+        .unwrap();
+    let state = client
+        .get_actor_state(pb::GetActorStateRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g1".into(),
+            key: "k".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state.data, b"raw");
+    let (_, body) = call(&node, Method::GET, "/v1.0/actors/Counter/g1/state/k", "").await;
+    assert_eq!(body, "raw");
+
+    // Reminders: register, get, list, unregister by type.
+    client
+        .register_actor_reminder(pb::RegisterActorReminderRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g2".into(),
+            name: "later".into(),
+            due_time: "1h".into(),
+            data: br#"{"n":1}"#.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got = client
+        .get_actor_reminder(pb::GetActorReminderRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g2".into(),
+            name: "later".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.due_time.as_deref(), Some("1h"));
+    assert_eq!(got.data.unwrap().value, br#"{"n":1}"#);
+    let listed = client
+        .list_actor_reminders(pb::ListActorRemindersRequest {
+            actor_type: "Counter".into(),
+            actor_id: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.reminders.len(), 1);
+    assert_eq!(listed.reminders[0].name, "later");
+    client
+        .unregister_actor_reminders_by_type(pb::UnregisterActorRemindersByTypeRequest {
+            actor_type: "Counter".into(),
+            actor_id: None,
+        })
+        .await
+        .unwrap();
+    let missing = client
+        .get_actor_reminder(pb::GetActorReminderRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g2".into(),
+            name: "later".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    // Timers over gRPC fire like HTTP ones.
+    client
+        .register_actor_timer(pb::RegisterActorTimerRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g1".into(),
+            name: "t".into(),
+            due_time: "0s".into(),
+            period: "R2/PT0.05S".into(),
+            callback: "cb".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for("two gRPC timer firings", 5, || {
+        seen.count("timer", "g1") == 2
+    })
+    .await;
+
+    // Bad input.
+    let empty = client
+        .invoke_actor(pb::InvokeActorRequest {
+            actor_type: "Counter".into(),
+            method: "work".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+    assert!(empty.message().contains("actor id"), "{}", empty.message());
+    let bad = client
+        .register_actor_reminder(pb::RegisterActorReminderRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g2".into(),
+            name: "r".into(),
+            period: "sometimes".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("period"), "{}", bad.message());
+    let op = client
+        .execute_actor_state_transaction(pb::ExecuteActorStateTransactionRequest {
+            actor_type: "Counter".into(),
+            actor_id: "g1".into(),
+            operations: vec![pb::TransactionalActorStateOperation {
+                operation_type: "merge".into(),
+                key: "k".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(op.code(), tonic::Code::InvalidArgument);
+    let meta = client
+        .get_metadata(pb::GetMetadataRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let runtime = meta.actor_runtime.unwrap();
+    assert!(runtime.host_ready);
+    assert!(
+        runtime
+            .active_actors
+            .iter()
+            .any(|a| a.r#type == "Counter" && a.count >= 1)
+    );
+}

@@ -13,7 +13,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;
 
@@ -133,11 +133,21 @@ struct Setup {
     dir: tempfile::TempDir,
 }
 
-/// One `outrigger run`; killed (with its process group's leader) if dropped.
+/// One `outrigger run` in a process group of its own; if it is dropped
+/// still running (a failed test), the whole group (run, components, app)
+/// is killed, so nothing outlives the test.
 struct Run {
     name: String,
     child: tokio::process::Child,
     runtime_dir: tempfile::TempDir,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
 }
 
 impl Setup {
@@ -204,6 +214,7 @@ impl Setup {
             .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
+            .process_group(0)
             .kill_on_drop(true);
         Run {
             name: name.to_owned(),
