@@ -158,7 +158,7 @@ async def lifespan(app):
             actor_scan_interval=timedelta(seconds=1),
             actor_type_configs=[
                 ActorTypeConfig(
-                    "ReentrantActor", reentrancy=ActorReentrancyConfig(enabled=False)
+                    "ReentrantActor", reentrancy=ActorReentrancyConfig(enabled=True)
                 )
             ],
         )

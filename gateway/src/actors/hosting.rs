@@ -1,0 +1,270 @@
+//! Hosting: ask the app which types it hosts, join placement, renew, sweep
+//! idle actors, fire reminders, and drain on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::host::{Activation, Host, Outcome, Turn};
+use super::placement::{self, Placement};
+use super::reminders::{self, Reminders};
+use super::store::Store;
+use super::{Actors, config, host};
+use crate::app_channel::HttpApp;
+
+impl Actors {
+    /// Ask the app which actor types it hosts (`GET /dapr/config`, retried
+    /// until it answers) and, if any, start hosting them: join placement,
+    /// renew, sweep idle actors, fire reminders; on `shutdown`, drain.
+    pub fn start_hosting(
+        self: &Arc<Self>,
+        app: HttpApp,
+        address: String,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let (actors, inner) = (Arc::clone(self), tracker.clone());
+        tracker.spawn(async move {
+            let config = loop {
+                match app.call("GET", "/dapr/config", "application/json", Vec::new()).await {
+                    Ok(reply) if reply.status == 404 => return,
+                    Ok(reply) if (200..300).contains(&reply.status) => {
+                        match config::HostConfig::parse(&reply.body) {
+                            Ok(config) => break config,
+                            Err(why) => {
+                                tracing::error!(reason = %why, "the app's actor configuration is invalid; not hosting actors");
+                                let _ = actors.failure.set(why);
+                                return;
+                            }
+                        }
+                    }
+                    Ok(reply) => tracing::debug!(status = reply.status, "GET /dapr/config not answered yet"),
+                    Err(why) => tracing::debug!(reason = %why, "app not reachable for /dapr/config yet"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            };
+            if config.entities.is_empty() {
+                return;
+            }
+            let store = match &actors.store {
+                Ok(store) => store.clone(),
+                Err(why) => {
+                    tracing::error!(types = ?config.entities, reason = %why, "the app hosts actor types but there is no actor state store");
+                    let _ = actors.failure.set(format!(
+                        "the app hosts actor types {:?} but {why}",
+                        config.entities
+                    ));
+                    return;
+                }
+            };
+            actors.host_until(store, config, app, address, &inner, shutdown).await;
+        });
+    }
+
+    async fn host_until(
+        self: Arc<Self>,
+        store: Store,
+        config: config::HostConfig,
+        app: HttpApp,
+        address: String,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let placement = Arc::new(Placement::host(
+            store,
+            self.lease_ttl,
+            &self.app_id,
+            address,
+            config.entities.clone(),
+        ));
+        loop {
+            match placement.heartbeat().await {
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "joining actor placement failed; retrying")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        if let Some(reminders) = &self.reminders {
+            for actor_type in &config.entities {
+                if let Err(err) = reminders
+                    .declare(actor_type, config.reminder_partitions(actor_type))
+                    .await
+                {
+                    tracing::warn!(actor_type, error = %err, "could not record reminder partitions");
+                }
+            }
+        }
+        let host = Arc::new(Host::new(config, Arc::clone(&placement), app));
+        if self.host.set(Arc::clone(&host)).is_err() {
+            return;
+        }
+        tracing::info!(types = ?host.config.entities, host_id = placement.id(), "hosting actors");
+        tracker.spawn(renew(Arc::clone(&host), shutdown.clone()));
+        tracker.spawn(sweep(Arc::clone(&host), shutdown.clone()));
+        tracker.spawn(Arc::clone(&self).fire_reminders(Arc::clone(&host), shutdown.clone()));
+        shutdown.cancelled().await;
+        host.close().await;
+        if let Err(err) = placement.leave().await {
+            tracing::warn!(error = %err, "could not leave actor placement; the entry lapses");
+        }
+    }
+
+    async fn fire_reminders(self: Arc<Self>, host: Arc<Host>, shutdown: CancellationToken) {
+        let Some(reminders) = self.reminders.clone() else {
+            return;
+        };
+        loop {
+            let mut sleep = Duration::from_secs(1);
+            for actor_type in &host.config.entities {
+                let (due, next) = match reminders.due(actor_type).await {
+                    Ok(found) => found,
+                    Err(err) => {
+                        tracing::warn!(actor_type, error = %err, "reading reminders failed");
+                        continue;
+                    }
+                };
+                if let Some(next) = next {
+                    let wait = u64::try_from(next - placement::now_ms()).unwrap_or(0);
+                    sleep = sleep.min(Duration::from_millis(wait));
+                }
+                for item in due {
+                    let owner = host
+                        .placement
+                        .owner(actor_type, &item.reminder.actor_id)
+                        .await;
+                    if matches!(owner, Ok(placement::Owner::Other(_))) || owner.is_err() {
+                        // Its holder fires it; look again soon in case it dies.
+                        sleep = sleep.min(Duration::from_millis(250));
+                        continue;
+                    }
+                    if reminders.claim(actor_type, &item.reminder) {
+                        tokio::spawn(fire(
+                            Arc::clone(&host),
+                            Arc::clone(&reminders),
+                            actor_type.clone(),
+                            item,
+                            Arc::clone(&self.wake),
+                        ));
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(sleep.max(Duration::from_millis(5))) => {}
+            }
+        }
+    }
+}
+
+/// Fire one due reminder here (taking the actor's lease), then record it.
+async fn fire(
+    host: Arc<Host>,
+    reminders: Arc<Reminders>,
+    actor_type: String,
+    item: reminders::Due,
+    rescan: Arc<tokio::sync::Notify>,
+) {
+    let r = &item.reminder;
+    let mut cancel = false;
+    if item.calls > 0 {
+        let slot = match host.activate(&actor_type, &r.actor_id).await {
+            Ok(Activation::Local(slot)) => slot,
+            Ok(Activation::Remote(_)) => {
+                reminders.unclaim(&actor_type, r);
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(actor_type, actor_id = %r.actor_id, error = %err, "cannot activate an actor for its reminder; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                reminders.unclaim(&actor_type, r);
+                return;
+            }
+        };
+        let body = serde_json::to_vec(&serde_json::json!({
+            "dueTime": r.due_time,
+            "period": r.period,
+            "data": r.data,
+        }))
+        .unwrap_or_default();
+        for _ in 0..item.calls {
+            let turn = Turn {
+                method: format!("remind/{}", host::encode(&r.name)),
+                headers: Vec::new(),
+                body: body.clone(),
+            };
+            match host.turn(&slot, turn, None).await {
+                Ok(Outcome::Done(reply)) if reply.status == 200 => {
+                    cancel |= reply.headers.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case("X-Daprremindercancel")
+                            && v.eq_ignore_ascii_case("true")
+                    });
+                    if cancel {
+                        break;
+                    }
+                }
+                outcome => {
+                    let why = match outcome {
+                        Ok(Outcome::Done(reply)) => format!("the app answered {}", reply.status),
+                        Ok(Outcome::Moved) => "the actor moved".to_owned(),
+                        Err(err) => err.to_string(),
+                    };
+                    tracing::warn!(actor_type, actor_id = %r.actor_id, reminder = %r.name, reason = %why, "reminder not delivered; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    reminders.unclaim(&actor_type, r);
+                    return;
+                }
+            }
+        }
+    }
+    if let Err(err) = reminders.fired(&actor_type, r, item.calls, cancel).await {
+        tracing::warn!(actor_type, actor_id = %r.actor_id, reminder = %r.name, error = %err, "could not record a fired reminder; it may fire again");
+    }
+    reminders.unclaim(&actor_type, r);
+    // Its next due time is known now: let the scan sleep until then.
+    rescan.notify_one();
+}
+
+/// Renew this host's placement entry every quarter lease; a lapse voids
+/// every actor here.
+async fn renew(host: Arc<Host>, shutdown: CancellationToken) {
+    let every = host.placement.ttl() / 4;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match host.placement.heartbeat().await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(
+                    "this gateway's actor placement entry had lapsed; its actors were voided"
+                );
+                host.drop_all().await;
+            }
+            Err(err) => tracing::warn!(error = %err, "renewing the actor placement entry failed"),
+        }
+    }
+}
+
+/// Deactivate idle actors every `actorScanInterval`.
+async fn sweep(host: Arc<Host>, shutdown: CancellationToken) {
+    let every = host.config.scan_interval.max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        host.sweep_idle().await;
+    }
+}
