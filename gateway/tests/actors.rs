@@ -485,6 +485,27 @@ async fn one_gateway_calls_state_timers_reminders_and_errors() {
     );
     assert!(body.contains("ERR_ACTOR_REMINDER_NOT_FOUND"), "{body}");
 
+    // A TTL ends a periodic reminder (counted from its due time).
+    call(
+        &node,
+        Method::POST,
+        "/v1.0/actors/Counter/r4/reminders/brief",
+        r#"{"period":"100ms","ttl":"PT0.35S"}"#,
+    )
+    .await;
+    wait_for("the TTL reminder to fire", 5, || {
+        seen.count("remind", "r4") >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let fired = seen.count("remind", "r4");
+    assert!(
+        (2..=4).contains(&fired),
+        "a 350 ms TTL at 100 ms allows at most 4 firings, got {fired}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.count("remind", "r4"), fired, "fired after its TTL");
+
     // Deleting a reminder stops it.
     call(
         &node,

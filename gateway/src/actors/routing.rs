@@ -116,15 +116,36 @@ impl Actors {
         // Long enough for a dead holder's lease to lapse and the actor to move.
         let deadline = Instant::now() + self.lease_ttl + self.lease_ttl / 2;
         let mut pause = Duration::from_millis(5);
+        let mut unplaced = None;
         loop {
             if !last.is_empty() {
                 if Instant::now() >= deadline {
+                    if let Some(err) = unplaced {
+                        return Err(err);
+                    }
                     break;
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
-            match self.route(actor_type, id).await? {
+            let route = match self.route(actor_type, id).await {
+                Ok(route) => {
+                    unplaced = None;
+                    route
+                }
+                // No host of the type yet (e.g. its app is still starting):
+                // wait for one as long as for a moving actor.
+                Err(err) if err.code == codes::ERR_ACTOR_NO_PLACEMENT.code => {
+                    if Instant::now() >= deadline {
+                        return Err(err);
+                    }
+                    last.clone_from(&err.message);
+                    unplaced = Some(err);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            match route {
                 Route::Local(slot) => match self.run_local(&slot, action.clone()).await? {
                     Some(reply) => return Ok(reply),
                     None => last = "the actor was deactivated meanwhile".into(),
