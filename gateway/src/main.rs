@@ -127,9 +127,20 @@ async fn serve(cli: Cli, matches: clap::ArgMatches) -> ExitCode {
                     .unwrap_or_else(|| launcher::default_data_dir(|k| std::env::var(k).ok())),
                 command: run.command,
             };
+            let stopping = shutdown.clone();
             match launcher::run(options, shutdown).await {
                 Ok(Some(status)) => {
-                    ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
+                    use std::os::unix::process::ExitStatusExt;
+                    let code = match (status.code(), status.signal()) {
+                        (Some(code), _) => code,
+                        // The app died of the stop signal it was passed on
+                        // (uvicorn re-raises SIGTERM after a clean shutdown).
+                        (None, Some(_)) if stopping.is_cancelled() => 0,
+                        // Otherwise the shell's convention: 128 + signal.
+                        (None, Some(signal)) => 128 + signal,
+                        (None, None) => 1,
+                    };
+                    ExitCode::from(u8::try_from(code).unwrap_or(1))
                 }
                 Ok(None) => ExitCode::SUCCESS,
                 Err(err) => {

@@ -95,13 +95,14 @@ class DemoActor(Actor, DemoActorInterface, Remindable):
 
     async def start_reminder(self, arg: object) -> None:
         period = arg.get("period_ms")
+        asked = time.time()
         await self.register_reminder(
             arg["name"],
             json.dumps(arg.get("payload")).encode(),
             timedelta(milliseconds=arg["due_ms"]),
             timedelta(milliseconds=period) if period else None,
         )
-        record("reminder-registered", self, name=arg["name"], due_ms=arg["due_ms"])
+        record("reminder-registered", self, name=arg["name"], due_ms=arg["due_ms"], asked=asked)
 
     async def stop_reminder(self, arg: object) -> None:
         await self.unregister_reminder(arg["name"])
