@@ -19,6 +19,7 @@ mod placement;
 mod reminders;
 mod routing;
 mod store;
+mod stream;
 mod timer;
 
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ use crate::components::Registry;
 use crate::error::{ApiError, codes};
 use crate::resources::{Block, MetadataValue};
 use crate::runtime::invoke::{InvokeApi, Reply};
-use host::{Host, Turn};
+use host::{Host, Turn, TurnKind};
 use placement::Placement;
 pub use reminders::ReminderRequest;
 use reminders::{Reminder, Reminders};
@@ -131,7 +132,8 @@ pub struct Actors {
     app_id: String,
     store: Result<Store, String>,
     caller: Option<Arc<Placement>>,
-    host: OnceLock<Arc<Host>>,
+    host: std::sync::RwLock<Option<Arc<Host>>>,
+    hosting: OnceLock<hosting::Context>,
     failure: OnceLock<String>,
     reminders: Option<Arc<Reminders>>,
     invoke: InvokeApi,
@@ -205,7 +207,8 @@ impl Actors {
                 .map(|s| Arc::new(Reminders::new(s.clone()))),
             store,
             app_id,
-            host: OnceLock::new(),
+            host: std::sync::RwLock::new(None),
+            hosting: OnceLock::new(),
             failure: OnceLock::new(),
             invoke,
             routes: Mutex::new(HashMap::new()),
@@ -223,6 +226,25 @@ impl Actors {
         }
     }
 
+    /// The actor host, while this gateway's app hosts actors.
+    fn host(&self) -> Option<Arc<Host>> {
+        self.host.read().ok().and_then(|h| h.clone())
+    }
+
+    /// Serve an app's `SubscribeActorEventsAlpha1` stream (a gRPC app hosting actors).
+    ///
+    /// # Errors
+    /// A status for a malformed registration, or when this gateway already hosts actors.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        inbound: tonic::Streaming<outrigger_proto::runtime::SubscribeActorEventsRequestAlpha1>,
+    ) -> Result<
+        tonic::codegen::BoxStream<outrigger_proto::runtime::SubscribeActorEventsResponseAlpha1>,
+        tonic::Status,
+    > {
+        stream::serve(Arc::clone(self), inbound).await
+    }
+
     fn store(&self) -> Result<&Store, ApiError> {
         self.store
             .as_ref()
@@ -231,7 +253,7 @@ impl Actors {
 
     fn placement(&self) -> Result<Arc<Placement>, ApiError> {
         self.store()?;
-        match (self.host.get(), &self.caller) {
+        match (self.host(), &self.caller) {
             (Some(host), _) => Ok(Arc::clone(&host.placement)),
             (None, Some(caller)) => Ok(Arc::clone(caller)),
             (None, None) => Err(ApiError::new(
@@ -289,7 +311,7 @@ impl Actors {
             })
             .collect();
         let turn = Turn {
-            method: host::encode(method),
+            kind: TurnKind::Method(method.to_owned()),
             headers,
             body,
         };
@@ -402,8 +424,8 @@ impl Actors {
                 request: Some(request),
             });
         }
-        let host = self.host.get();
-        let slot = host.and_then(|h| h.active(actor_type, id));
+        let host = self.host();
+        let slot = host.as_ref().and_then(|h| h.active(actor_type, id));
         let fenced = match (&slot, host) {
             (Some(slot), Some(host)) => slot.held().map(|held| (host, slot, held)),
             _ => None,
@@ -572,11 +594,7 @@ impl Actors {
         // A timer only lives on the gateway running the actor; an actor
         // active nowhere has none, and is not activated just to delete one.
         let placement = self.placement()?;
-        let active_somewhere = self
-            .host
-            .get()
-            .and_then(|h| h.active(actor_type, id))
-            .is_some()
+        let active_somewhere = self.host().and_then(|h| h.active(actor_type, id)).is_some()
             || !matches!(
                 placement.owner(actor_type, id).await,
                 Ok(placement::Owner::Free)
@@ -639,7 +657,7 @@ impl Actors {
             Ok(store) => format!("leases in state store {}", store.name()),
             Err(_) => String::new(),
         };
-        match (self.host.get(), self.failure.get(), &self.store) {
+        match (self.host(), self.failure.get(), &self.store) {
             (_, Some(why), _) => ActorsInfo {
                 status: format!("ERROR: {why}"),
                 active: Vec::new(),

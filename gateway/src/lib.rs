@@ -431,7 +431,11 @@ impl Gateway {
         });
 
         // Actors: ask the app which types it hosts and, if any, host them.
-        if let Some(app_channel::App::Http(app)) = app_channel::App::from_config(&runtime.config) {
+        {
+            let app = match app_channel::App::from_config(&runtime.config) {
+                Some(app_channel::App::Http(app)) => Some(*app),
+                _ => None,
+            };
             let host = match (&runtime.config.advertise_address, grpc_addr.ip()) {
                 (Some(host), _) => host.clone(),
                 (None, ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
@@ -443,7 +447,7 @@ impl Gateway {
             };
             runtime
                 .actors
-                .start_hosting((*app).clone(), address, &tracker, shutdown.clone());
+                .start_hosting(app, address, &tracker, shutdown.clone());
         }
 
         runtime.outbound_ready.store(true, Ordering::Release);

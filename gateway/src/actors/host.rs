@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::HostConfig;
 use super::placement::{Held, HostEntry, Owner, Placement};
+use super::stream::StreamApp;
 use crate::app_channel::HttpApp;
 use crate::error::{ApiError, codes};
 use crate::runtime::invoke::Reply;
@@ -94,11 +95,88 @@ impl Slot {
     }
 }
 
+/// How the gateway reaches the app's actors.
+#[derive(Debug, Clone)]
+pub(crate) enum ActorApp {
+    /// daprd's HTTP callbacks (`PUT /actors/...`).
+    Http(Box<HttpApp>),
+    /// The app's `SubscribeActorEventsAlpha1` stream.
+    Stream(Arc<StreamApp>),
+}
+
+impl ActorApp {
+    async fn turn(&self, actor_type: &str, id: &str, turn: &Turn) -> Result<Reply, String> {
+        match self {
+            Self::Http(app) => {
+                let path = format!(
+                    "/actors/{}/{}/method/{}",
+                    encode(actor_type),
+                    encode(id),
+                    turn.kind.http_path()
+                );
+                let mut headers = turn.headers.clone();
+                if !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
+                let (status, headers, body) = app
+                    .call_full("PUT", &path, &headers, turn.body.clone())
+                    .await?;
+                Ok(Reply {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            Self::Stream(app) => app.turn(actor_type, id, turn).await,
+        }
+    }
+
+    async fn deactivate(&self, actor_type: &str, id: &str) -> Result<(), String> {
+        match self {
+            Self::Http(app) => {
+                let path = format!("/actors/{}/{}", encode(actor_type), encode(id));
+                let reply = app
+                    .call("DELETE", &path, "application/json", Vec::new())
+                    .await?;
+                match reply.status {
+                    200 => Ok(()),
+                    status => Err(format!("the app answered deactivation with {status}")),
+                }
+            }
+            Self::Stream(app) => app.deactivate(actor_type, id).await,
+        }
+    }
+}
+
+/// Which callback of the app a turn is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TurnKind {
+    /// An actor method, by name.
+    Method(String),
+    /// A timer firing, by timer name (the body is the timer's JSON).
+    Timer(String),
+    /// A reminder firing, by reminder name (the body is the reminder's JSON).
+    Reminder(String),
+}
+
+impl TurnKind {
+    /// The path after `/actors/{type}/{id}/method/` (daprd's HTTP callbacks).
+    fn http_path(&self) -> String {
+        match self {
+            Self::Method(name) => encode(name),
+            Self::Timer(name) => format!("timer/{}", encode(name)),
+            Self::Reminder(name) => format!("remind/{}", encode(name)),
+        }
+    }
+}
+
 /// What one turn asks the app.
 #[derive(Debug, Clone)]
 pub(crate) struct Turn {
-    /// Path after `/actors/{type}/{id}/method/`.
-    pub(crate) method: String,
+    pub(crate) kind: TurnKind,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
 }
@@ -124,7 +202,7 @@ pub(crate) enum Activation {
 pub(crate) struct Host {
     pub(crate) config: HostConfig,
     pub(crate) placement: Arc<Placement>,
-    app: HttpApp,
+    app: ActorApp,
     actors: Mutex<HashMap<ActorKey, Arc<Slot>>>,
     closed: AtomicBool,
 }
@@ -134,7 +212,7 @@ fn invoke_error(message: impl Into<String>) -> ApiError {
 }
 
 impl Host {
-    pub(crate) fn new(config: HostConfig, placement: Arc<Placement>, app: HttpApp) -> Self {
+    pub(crate) fn new(config: HostConfig, placement: Arc<Placement>, app: ActorApp) -> Self {
         Self {
             config,
             placement,
@@ -258,7 +336,7 @@ impl Host {
                 self.set_depth(slot, chain_id, depth + 1);
                 turn.headers
                     .push((REENTRANCY_HEADER.to_owned(), chain_id.clone()));
-                let reply = self.call_app(slot, "PUT", &turn).await;
+                let reply = self.call_app(slot, &turn).await;
                 self.set_depth(slot, chain_id, depth);
                 return reply.map(Outcome::Done);
             }
@@ -298,7 +376,7 @@ impl Host {
             turn.headers
                 .push((REENTRANCY_HEADER.to_owned(), chain_id.clone()));
         }
-        let reply = self.call_app(slot, "PUT", &turn).await;
+        let reply = self.call_app(slot, &turn).await;
         if let Ok(mut c) = slot.chain.lock() {
             *c = None;
         }
@@ -312,31 +390,12 @@ impl Host {
         }
     }
 
-    async fn call_app(&self, slot: &Slot, verb: &str, turn: &Turn) -> Result<Reply, ApiError> {
+    async fn call_app(&self, slot: &Slot, turn: &Turn) -> Result<Reply, ApiError> {
         let (actor_type, id) = (&slot.key.0, &slot.key.1);
-        let path = format!(
-            "/actors/{}/{}/method/{}",
-            encode(actor_type),
-            encode(id),
-            turn.method
-        );
-        let mut headers = turn.headers.clone();
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            headers.push(("content-type".into(), "application/json".into()));
-        }
-        let (status, headers, body) = self
-            .app
-            .call_full(verb, &path, &headers, turn.body.clone())
+        self.app
+            .turn(actor_type, id, turn)
             .await
-            .map_err(|why| invoke_error(format!("actor {actor_type}/{id}: {why}")))?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+            .map_err(|why| invoke_error(format!("actor {actor_type}/{id}: {why}")))
     }
 
     /// Deactivate `slot`: wait for its turn, stop its timers, tell the app,
@@ -353,24 +412,8 @@ impl Host {
             actors.remove(&slot.key);
         }
         let (actor_type, id) = (&slot.key.0, &slot.key.1);
-        let path = format!("/actors/{}/{}", encode(actor_type), encode(id));
-        match self
-            .app
-            .call("DELETE", &path, "application/json", Vec::new())
-            .await
-        {
-            Ok(reply) if reply.status == 200 => {}
-            Ok(reply) => {
-                tracing::warn!(
-                    actor_type,
-                    actor_id = id,
-                    status = reply.status,
-                    "the app answered deactivation with a non-200 status"
-                );
-            }
-            Err(why) => {
-                tracing::warn!(actor_type, actor_id = id, reason = %why, "deactivation call failed")
-            }
+        if let Err(why) = self.app.deactivate(actor_type, id).await {
+            tracing::warn!(actor_type, actor_id = id, reason = %why, "deactivation call failed");
         }
         if release && let Some(held) = slot.held() {
             self.placement.release(actor_type, id, &held).await;
@@ -451,7 +494,7 @@ impl Host {
                     break;
                 }
                 let turn = Turn {
-                    method: format!("timer/{}", encode(&name)),
+                    kind: TurnKind::Timer(name.clone()),
                     headers: Vec::new(),
                     body: body.clone(),
                 };

@@ -7,25 +7,50 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::host::{Activation, Host, Outcome, Turn};
+use super::host::{Activation, ActorApp, Host, Outcome, Turn, TurnKind};
 use super::placement::{self, Placement};
 use super::reminders::{self, Reminders};
 use super::store::Store;
-use super::{Actors, config, host};
+use super::stream::StreamApp;
+use super::{Actors, config};
 use crate::app_channel::HttpApp;
+use crate::error::ApiError;
+
+/// What hosting needs from the gateway: where peers reach it, where its
+/// background tasks run, and when it stops.
+#[derive(Debug, Clone)]
+pub(super) struct Context {
+    address: String,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
 
 impl Actors {
-    /// Ask the app which actor types it hosts (`GET /dapr/config`, retried
-    /// until it answers) and, if any, start hosting them: join placement,
-    /// renew, sweep idle actors, fire reminders; on `shutdown`, drain.
+    /// Make this gateway able to host actors, reachable by peers at
+    /// `address` (its gRPC API). With an HTTP `app`, ask it which actor types
+    /// it hosts (`GET /dapr/config`, retried until it answers) and host them;
+    /// a gRPC app registers its types over `SubscribeActorEventsAlpha1`
+    /// instead. Hosting joins placement, renews, sweeps idle actors, fires
+    /// reminders, and on `shutdown` drains.
     pub fn start_hosting(
         self: &Arc<Self>,
-        app: HttpApp,
+        app: Option<HttpApp>,
         address: String,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) {
-        let (actors, inner) = (Arc::clone(self), tracker.clone());
+        let context = Context {
+            address,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        };
+        if self.hosting.set(context).is_err() {
+            return;
+        }
+        let Some(app) = app else {
+            return;
+        };
+        let actors = Arc::clone(self);
         tracker.spawn(async move {
             let config = loop {
                 match app.call("GET", "/dapr/config", "application/json", Vec::new()).await {
@@ -51,35 +76,74 @@ impl Actors {
             if config.entities.is_empty() {
                 return;
             }
-            let store = match &actors.store {
-                Ok(store) => store.clone(),
-                Err(why) => {
-                    tracing::error!(types = ?config.entities, reason = %why, "the app hosts actor types but there is no actor state store");
-                    let _ = actors.failure.set(format!(
-                        "the app hosts actor types {:?} but {why}",
-                        config.entities
-                    ));
-                    return;
-                }
-            };
-            actors.host_until(store, config, app, address, &inner, shutdown).await;
+            if let Some(store) = actors.store_for(&config.entities) {
+                actors.host_until(store, config, ActorApp::Http(Box::new(app)), shutdown).await;
+            }
         });
+    }
+
+    /// The actor store, or `None` with the failure recorded and logged.
+    fn store_for(&self, entities: &[String]) -> Option<Store> {
+        match &self.store {
+            Ok(store) => Some(store.clone()),
+            Err(why) => {
+                tracing::error!(types = ?entities, reason = %why, "the app hosts actor types but there is no actor state store");
+                let _ = self
+                    .failure
+                    .set(format!("the app hosts actor types {entities:?} but {why}"));
+                None
+            }
+        }
+    }
+
+    /// Host for a gRPC app's actor stream; the returned token is cancelled
+    /// when hosting ends, and cancelling it ends hosting.
+    pub(super) fn host_stream(
+        self: &Arc<Self>,
+        config: config::HostConfig,
+        app: Arc<StreamApp>,
+    ) -> Result<CancellationToken, tonic::Status> {
+        let Some(context) = self.hosting.get() else {
+            return Err(tonic::Status::unavailable("the gateway is still starting"));
+        };
+        if self.host().is_some() {
+            return Err(tonic::Status::failed_precondition(
+                "this gateway's app already hosts actors",
+            ));
+        }
+        let Some(store) = self.store_for(&config.entities) else {
+            return Err(ApiError::new(
+                crate::error::codes::ERR_ACTOR_RUNTIME_NOT_FOUND,
+                "no state store has the metadata actorStateStore: \"true\"; actors need one",
+            )
+            .into());
+        };
+        let ended = context.shutdown.child_token();
+        let (actors, until) = (Arc::clone(self), ended.clone());
+        context.tracker.spawn(async move {
+            actors
+                .host_until(store, config, ActorApp::Stream(app), until.clone())
+                .await;
+            until.cancel();
+        });
+        Ok(ended)
     }
 
     async fn host_until(
         self: Arc<Self>,
         store: Store,
         config: config::HostConfig,
-        app: HttpApp,
-        address: String,
-        tracker: &TaskTracker,
+        app: ActorApp,
         shutdown: CancellationToken,
     ) {
+        let Some(context) = self.hosting.get().cloned() else {
+            return;
+        };
         let placement = Arc::new(Placement::host(
             store,
             self.lease_ttl,
             &self.app_id,
-            address,
+            context.address.clone(),
             config.entities.clone(),
         ));
         loop {
@@ -105,10 +169,12 @@ impl Actors {
             }
         }
         let host = Arc::new(Host::new(config, Arc::clone(&placement), app));
-        if self.host.set(Arc::clone(&host)).is_err() {
-            return;
+        match self.host.write() {
+            Ok(mut slot) if slot.is_none() => *slot = Some(Arc::clone(&host)),
+            _ => return,
         }
         tracing::info!(types = ?host.config.entities, host_id = placement.id(), "hosting actors");
+        let tracker = &context.tracker;
         tracker.spawn(renew(Arc::clone(&host), shutdown.clone()));
         tracker.spawn(sweep(Arc::clone(&host), shutdown.clone()));
         tracker.spawn(Arc::clone(&self).fire_reminders(Arc::clone(&host), shutdown.clone()));
@@ -116,6 +182,9 @@ impl Actors {
         host.close().await;
         if let Err(err) = placement.leave().await {
             tracing::warn!(error = %err, "could not leave actor placement; the entry lapses");
+        }
+        if let Ok(mut slot) = self.host.write() {
+            *slot = None;
         }
     }
 
@@ -199,7 +268,7 @@ async fn fire(
         .unwrap_or_default();
         for _ in 0..item.calls {
             let turn = Turn {
-                method: format!("remind/{}", host::encode(&r.name)),
+                kind: TurnKind::Reminder(r.name.clone()),
                 headers: Vec::new(),
                 body: body.clone(),
             };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use outrigger_proto::outrigger::internal::v1 as internal_pb;
 
-use super::host::{Activation, Outcome, Slot, Turn};
+use super::host::{Activation, Outcome, Slot, Turn, TurnKind};
 use super::timer::{Timer, TimerRequest};
 use super::{
     Actors, FORWARDED_ERROR, FORWARDED_GRPC_CODE, REENTRANCY_HEADER, ROUTE_CACHE, check, placement,
@@ -59,8 +59,8 @@ impl Actors {
     }
 
     async fn route(&self, actor_type: &str, id: &str) -> Result<Route, ApiError> {
-        let host = self.host.get().filter(|h| h.hosts(actor_type));
-        if let Some(slot) = host.and_then(|h| h.active(actor_type, id)) {
+        let host = self.host().filter(|h| h.hosts(actor_type));
+        if let Some(slot) = host.as_ref().and_then(|h| h.active(actor_type, id)) {
             return Ok(Route::Local(slot));
         }
         if let Some(address) = self.cached_route(actor_type, id) {
@@ -184,8 +184,7 @@ impl Actors {
     /// `None`: the actor moved away meanwhile.
     async fn run_local(&self, slot: &Arc<Slot>, action: Action) -> Result<Option<Reply>, ApiError> {
         let host = self
-            .host
-            .get()
+            .host()
             .ok_or_else(|| ApiError::new(codes::ERR_ACTOR_INVOKE_METHOD, "no actor host here"))?;
         if slot.is_dead() {
             return Ok(None);
@@ -227,7 +226,14 @@ impl Actors {
                 }
                 (
                     internal_pb::ActorCallKind::Method,
-                    turn.method.clone(),
+                    match &turn.kind {
+                        TurnKind::Method(name) => name.clone(),
+                        other => {
+                            return Err(tonic::Status::internal(format!(
+                                "{other:?} is not forwarded"
+                            )));
+                        }
+                    },
                     turn.body.clone(),
                     headers,
                 )
@@ -275,7 +281,7 @@ impl Actors {
         call: internal_pb::ActorCall,
     ) -> Result<internal_pb::ActorReply, tonic::Status> {
         let not_here = |why: &str| tonic::Status::failed_precondition(why.to_owned());
-        let Some(host) = self.host.get().filter(|h| h.hosts(&call.actor_type)) else {
+        let Some(host) = self.host().filter(|h| h.hosts(&call.actor_type)) else {
             return Err(not_here("this gateway does not host the actor type"));
         };
         let slot = match host
@@ -296,7 +302,7 @@ impl Actors {
                     .collect();
                 Action::Method(
                     Turn {
-                        method: call.name,
+                        kind: TurnKind::Method(call.name),
                         headers,
                         body: call.body,
                     },
@@ -335,8 +341,7 @@ impl Actors {
 
     /// The actor ids of `actor_type` active on this gateway.
     pub fn local_ids(&self, actor_type: &str) -> Vec<String> {
-        self.host
-            .get()
+        self.host()
             .map(|h| h.active_ids(actor_type))
             .unwrap_or_default()
     }

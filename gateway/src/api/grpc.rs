@@ -537,6 +537,16 @@ impl pb::dapr_server::Dapr for DaprService {
         Ok(Response::new(pb::UnregisterActorRemindersByTypeResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeActorEventsAlpha1"))]
+    async fn subscribe_actor_events_alpha1(
+        &self,
+        request: Request<tonic::Streaming<pb::SubscribeActorEventsRequestAlpha1>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::SubscribeActorEventsResponseAlpha1>>, Status>
+    {
+        let stream = self.rt.actors.subscribe(request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
     #[tracing::instrument(skip_all, fields(rpc.method = "RegisterActorTimer"))]
     async fn register_actor_timer(
         &self,
