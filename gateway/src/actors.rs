@@ -18,7 +18,7 @@ mod hosting;
 mod placement;
 mod reminders;
 mod routing;
-mod store;
+pub(crate) mod store;
 mod stream;
 mod timer;
 
@@ -43,6 +43,9 @@ use store::{Store, StoreError};
 pub use host::REENTRANCY_HEADER;
 use timer::Timer;
 pub use timer::TimerRequest;
+
+/// The actor state store, as workflows use it too.
+pub(crate) type ActorStore = store::Store;
 
 /// The header an app sets on an actor method's answer to mark it an error.
 pub const ERROR_HEADER: &str = "X-Daprerrorresponseheader";
@@ -215,6 +218,11 @@ impl Actors {
             lease_ttl,
             wake: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// The actor state store, or why there is none.
+    pub(crate) fn actor_store(&self) -> Result<ActorStore, String> {
+        self.store.clone()
     }
 
     /// Why the actor store is unusable, if it is (a start-up check).

@@ -41,6 +41,8 @@ pub struct Runtime {
     pub invoke: InvokeApi,
     /// Virtual actors.
     pub actors: Arc<crate::actors::Actors>,
+    /// Durable workflows.
+    pub workflows: crate::workflows::Workflows,
     /// Attributes set with `PUT /v1.0/metadata/{key}`.
     pub extended: RwLock<BTreeMap<String, String>>,
     /// Features enabled by the `Configuration` file.
@@ -105,9 +107,11 @@ impl Runtime {
             invoke.clone(),
             config.actor_lease_ttl,
         ));
+        let workflows = crate::workflows::Workflows::new(&config.app_id, actors.actor_store());
         Arc::new(Self {
             invoke,
             actors,
+            workflows,
             configuration: ConfigurationApi::new(
                 Arc::clone(&registry),
                 http_app,

@@ -38,6 +38,7 @@ pub mod resiliency;
 pub mod resources;
 pub mod runtime;
 pub mod telemetry;
+pub mod workflows;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -353,8 +354,16 @@ impl Gateway {
         // Calls for any other service are proxied by their dapr-app-id.
         let proxy_rt = Arc::clone(&runtime);
         let proxy_client = api::grpc::proxy::client();
+        let taskhub = tonic::service::interceptor::InterceptedService::new(
+            outrigger_proto::durabletask::task_hub_sidecar_service_server::TaskHubSidecarServiceServer::new(
+                api::grpc::TaskHubService::new(Arc::clone(&runtime)),
+            )
+            .max_decoding_message_size(limit),
+            api::grpc::TokenCheck(runtime.config.api_token.clone()),
+        );
         let routes: tonic::service::Routes = tonic::service::Routes::new(dapr)
             .add_service(peer_calls)
+            .add_service(taskhub)
             .into_axum_router()
             .fallback(move |request: axum::extract::Request| {
                 api::grpc::proxy::proxy(Arc::clone(&proxy_rt), proxy_client.clone(), request)
@@ -449,6 +458,8 @@ impl Gateway {
                 .actors
                 .start_hosting(app, address, &tracker, shutdown.clone());
         }
+
+        runtime.workflows.start(&tracker, shutdown.clone());
 
         runtime.outbound_ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");

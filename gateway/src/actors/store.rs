@@ -167,6 +167,46 @@ impl Store {
             .map_err(|s| self.failed(&s))
     }
 
+    /// Raw bytes of several keys, in order (`None`: missing).
+    pub(crate) async fn get_many_raw(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reply = self
+            .component()?
+            .state()
+            .bulk_get(pb::BulkGetRequest {
+                items: keys
+                    .iter()
+                    .map(|key| pb::GetRequest {
+                        key: key.clone(),
+                        metadata: HashMap::new(),
+                        consistency: 0,
+                    })
+                    .collect(),
+                options: None,
+            })
+            .await
+            .map_err(|s| self.failed(&s))?
+            .into_inner();
+        let mut found: HashMap<String, Vec<u8>> = HashMap::new();
+        for item in reply.items {
+            if !item.error.is_empty() {
+                return Err(StoreError::Failed(format!(
+                    "actor state store {}: reading {}: {}",
+                    self.name, item.key, item.error
+                )));
+            }
+            if !item.data.is_empty() || item.etag.is_some() {
+                found.insert(item.key, item.data);
+            }
+        }
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
+    }
+
     /// Apply `operations` in one transaction.
     pub(crate) async fn transact(
         &self,
@@ -223,6 +263,49 @@ fn first_write() -> pb::StateOptions {
         concurrency: pb::state_options::StateConcurrency::ConcurrencyFirstWrite as i32,
         consistency: pb::state_options::StateConsistency::ConsistencyStrong as i32,
     }
+}
+
+/// An unconditional `Set` of raw bytes, as a transaction operation.
+pub(crate) fn set_raw_op(key: &str, value: Vec<u8>) -> pb::TransactionalStateOperation {
+    pb::TransactionalStateOperation {
+        request: Some(pb::transactional_state_operation::Request::Set(
+            pb::SetRequest {
+                key: key.to_owned(),
+                value,
+                etag: None,
+                metadata: HashMap::new(),
+                content_type: String::new(),
+                options: None,
+            },
+        )),
+    }
+}
+
+/// An unconditional `Delete`, as a transaction operation.
+pub(crate) fn delete_op(key: &str) -> pb::TransactionalStateOperation {
+    pb::TransactionalStateOperation {
+        request: Some(pb::transactional_state_operation::Request::Delete(
+            pb::DeleteRequest {
+                key: key.to_owned(),
+                etag: None,
+                metadata: HashMap::new(),
+                options: None,
+            },
+        )),
+    }
+}
+
+/// A JSON record written over `etag` (or only if absent), as a transaction operation.
+pub(crate) fn set_json_op<T: Serialize>(
+    key: &str,
+    value: &T,
+    etag: Option<&str>,
+) -> Result<pb::TransactionalStateOperation, StoreError> {
+    Ok(pb::TransactionalStateOperation {
+        request: Some(pb::transactional_state_operation::Request::Set(
+            set_request(key, value, etag)?,
+        )),
+    })
 }
 
 /// A conditional `Set` of a JSON record (as a transaction operation too).

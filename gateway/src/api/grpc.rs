@@ -21,8 +21,10 @@ mod actors;
 mod configuration;
 mod invoke;
 pub mod proxy;
+mod taskhub;
 
 pub use invoke::GatewayInvokeService;
+pub use taskhub::TaskHubService;
 
 /// The `Dapr` service implementation.
 #[derive(Debug, Clone)]

@@ -131,6 +131,38 @@ catalogue! {
     ERR_ACTOR_RUNTIME_CLOSED = SERVICE_UNAVAILABLE, Unavailable;
     /// Too many calls are queued for one actor, or reentrancy went too deep.
     ERR_ACTOR_TOO_MANY_CALLS = TOO_MANY_REQUESTS, ResourceExhausted;
+    /// Workflows cannot run here (no actor state store).
+    ERR_WORKFLOW_ENGINE = INTERNAL_SERVER_ERROR, FailedPrecondition;
+    /// No workflow component named in the request.
+    ERR_WORKFLOW_COMPONENT_MISSING = BAD_REQUEST, InvalidArgument;
+    /// A workflow component other than `dapr`.
+    ERR_WORKFLOW_COMPONENT_NOT_FOUND = BAD_REQUEST, InvalidArgument;
+    /// No workflow name to start.
+    ERR_WORKFLOW_NAME_MISSING = BAD_REQUEST, InvalidArgument;
+    /// No event name to raise.
+    ERR_WORKFLOW_EVENT_NAME_MISSING = BAD_REQUEST, InvalidArgument;
+    /// No instance id where one is required.
+    ERR_INSTANCE_ID_PROVIDED_MISSING = BAD_REQUEST, InvalidArgument;
+    /// An instance id longer than 64 characters.
+    ERR_INSTANCE_ID_TOO_LONG = BAD_REQUEST, InvalidArgument;
+    /// An instance id with other characters than letters, digits, `-`, `_`.
+    ERR_INSTANCE_ID_INVALID = BAD_REQUEST, InvalidArgument;
+    /// No such workflow instance.
+    ERR_INSTANCE_ID_NOT_FOUND = NOT_FOUND, NotFound;
+    /// Starting a workflow failed.
+    ERR_START_WORKFLOW = INTERNAL_SERVER_ERROR, Internal;
+    /// Reading a workflow failed.
+    ERR_GET_WORKFLOW = INTERNAL_SERVER_ERROR, Internal;
+    /// Raising an event failed.
+    ERR_RAISE_EVENT_WORKFLOW = INTERNAL_SERVER_ERROR, Internal;
+    /// Terminating failed.
+    ERR_TERMINATE_WORKFLOW = INTERNAL_SERVER_ERROR, Internal;
+    /// Pausing failed.
+    ERR_PAUSE_WORKFLOW = INTERNAL_SERVER_ERROR, Internal;
+    /// Resuming failed.
+    ERR_RESUME_WORKFLOW = INTERNAL_SERVER_ERROR, Internal;
+    /// Purging failed (or the instance is still running).
+    ERR_PURGE_WORKFLOW = INTERNAL_SERVER_ERROR, Internal;
 }
 
 #[cfg(test)]

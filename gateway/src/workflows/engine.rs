@@ -1,0 +1,1169 @@
+//! The engine: one orchestration step at a time per instance.
+//!
+//! A step shows the workflow (through a connected SDK worker) its stored
+//! history and its inbox of new events, and gets back actions. The new
+//! events, the confirmations of those actions, the outbox (activities,
+//! timers, children) and the status are then written in one transaction,
+//! conditional on the instance record's ETag. Only after that commit are
+//! activities sent, timers armed and children started; a crash in between
+//! is repaired on restart from the stored outbox. A result (activity,
+//! timer, child, external event) is appended to the inbox by
+//! compare-and-set and accepted only while its task is still outstanding,
+//! so a duplicate never reaches the workflow twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use dt::history_event::EventType;
+use dt::workflow_action::WorkflowActionType as Action;
+use outrigger_proto::durabletask as dt;
+
+use super::ListFilter;
+use super::events::{self, confirming, unscheduled};
+use super::records::{
+    self, Failure, Index, Instance, Meta, Parent, PendingActivity, PendingChild, Status,
+};
+use super::workers::{Completion, Workers};
+use crate::actors::ActorStore;
+use crate::actors::store::{StoreError, delete_op, set_json_op, set_raw_op};
+use crate::error::{ApiError, codes};
+
+/// Most history events an instance may have before it is failed (Temporal
+/// stops at 51 200; stopping earlier keeps each step's read small).
+const MAX_HISTORY_EVENTS: u64 = 20_000;
+
+/// Most history bytes an instance may have.
+const MAX_HISTORY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Side effects of a committed step.
+#[derive(Debug, Default)]
+struct Effects {
+    activities: Vec<i32>,
+    timers: Vec<i32>,
+    children: Vec<i32>,
+    sends: Vec<(String, String, Option<String>)>,
+    terminates: Vec<(String, Option<String>, bool)>,
+    detached: Vec<(String, String, Option<String>)>,
+    finished: bool,
+    again: bool,
+}
+
+#[derive(Debug, Default)]
+struct RunState {
+    again: bool,
+}
+
+/// The workflow engine of one gateway (one app id).
+#[derive(Debug)]
+pub(crate) struct Engine {
+    app_id: String,
+    store: ActorStore,
+    workers: Arc<Workers>,
+    running: Mutex<HashMap<String, RunState>>,
+    outstanding: Mutex<HashSet<(String, String, i32)>>,
+    changed: Notify,
+    cache: Mutex<HashMap<String, (String, Vec<dt::HistoryEvent>)>>,
+    context: OnceLock<(TaskTracker, CancellationToken)>,
+    me: OnceLock<std::sync::Weak<Engine>>,
+}
+
+fn failed(entry: codes::Entry) -> impl Fn(StoreError) -> ApiError {
+    move |err| ApiError::new(entry, err.to_string())
+}
+
+fn not_found(instance_id: &str) -> ApiError {
+    ApiError::new(
+        codes::ERR_INSTANCE_ID_NOT_FOUND,
+        format!("workflow instance {instance_id} was not found"),
+    )
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Engine {
+    pub(crate) fn new(app_id: &str, store: ActorStore, workers: Arc<Workers>) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            store,
+            workers,
+            running: Mutex::new(HashMap::new()),
+            outstanding: Mutex::new(HashSet::new()),
+            changed: Notify::new(),
+            cache: Mutex::new(HashMap::new()),
+            context: OnceLock::new(),
+            me: OnceLock::new(),
+        }
+    }
+
+    fn this(&self) -> Option<Arc<Self>> {
+        self.me.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, task: F) {
+        match self.context.get() {
+            Some((tracker, _)) => {
+                tracker.spawn(task);
+            }
+            None => {
+                tokio::spawn(task);
+            }
+        }
+    }
+
+    fn meta_key(&self, id: &str) -> String {
+        records::meta_key(&self.app_id, id)
+    }
+
+    /// Resume unfinished instances; run until `shutdown`.
+    pub(crate) fn start(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        let _ = self.me.set(Arc::downgrade(self));
+        if self.context.set((tracker.clone(), shutdown)).is_err() {
+            return;
+        }
+        let engine = Arc::clone(self);
+        tracker.spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match engine.recover().await {
+                    Ok(count) => {
+                        if count > 0 {
+                            tracing::info!(count, "resumed unfinished workflow instances");
+                        }
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "resuming workflows failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    }
+
+    async fn recover(&self) -> Result<usize, StoreError> {
+        let mut resumed = 0;
+        for (id, status) in self.index().await? {
+            if status.is_terminal() {
+                continue;
+            }
+            let Some(found) = self.store.get::<Meta>(&self.meta_key(&id)).await? else {
+                continue;
+            };
+            self.resume_outbox(&id, &found.value);
+            self.kick(&id);
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    /// (Re)send what a committed step left outstanding.
+    fn resume_outbox(&self, id: &str, meta: &Meta) {
+        for (task_id, activity) in &meta.activities {
+            self.send_activity(id, &meta.execution_id, *task_id, activity.clone());
+        }
+        for (timer_id, fire_ms) in &meta.timers {
+            self.arm_timer(id, &meta.execution_id, *timer_id, *fire_ms);
+        }
+        for (task_id, child) in &meta.children {
+            self.start_child(id, meta, *task_id, child.clone());
+        }
+    }
+
+    async fn index(&self) -> Result<Vec<(String, Status)>, StoreError> {
+        let mut all = Vec::new();
+        for p in 0..records::INDEX_PARTITIONS {
+            if let Some(part) = self
+                .store
+                .get::<Index>(&records::index_key(&self.app_id, p))
+                .await?
+            {
+                all.extend(part.value.instances);
+            }
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    async fn set_index(&self, id: &str, status: Option<Status>) -> Result<(), StoreError> {
+        let key = records::index_key(&self.app_id, records::partition(id));
+        self.store
+            .update::<Index, _>(&key, |current| {
+                let mut part = current.unwrap_or_default();
+                match status {
+                    Some(status) => part.instances.insert(id.to_owned(), status),
+                    None => part.instances.remove(id),
+                };
+                (Some(part), ())
+            })
+            .await
+    }
+
+    // === client operations ===
+
+    pub(crate) async fn start_instance(
+        &self,
+        name: &str,
+        id: &str,
+        input: Option<String>,
+        parent: Option<Parent>,
+    ) -> Result<(), ApiError> {
+        let execution_id = uuid::Uuid::new_v4().simple().to_string();
+        let key = self.meta_key(id);
+        let now = now_ms();
+        let fresh = Meta {
+            name: name.to_owned(),
+            status: Some(Status::Pending),
+            created_ms: now,
+            updated_ms: now,
+            input: input.clone(),
+            execution_id: execution_id.clone(),
+            parent: parent.clone(),
+            inbox: vec![events::pack(&events::started(
+                name,
+                id,
+                &execution_id,
+                input,
+                parent.as_ref(),
+            ))],
+            ..Meta::default()
+        };
+        let started = self
+            .store
+            .update::<Meta, _>(&key, |current| match current {
+                Some(existing) if !existing.status().is_terminal() => {
+                    // A child started twice (recovery) is the same child.
+                    let same_child = parent.is_some() && existing.parent == parent;
+                    (Some(existing), same_child)
+                }
+                _ => (Some(fresh.clone()), true),
+            })
+            .await
+            .map_err(failed(codes::ERR_START_WORKFLOW))?;
+        if !started {
+            return Err(ApiError::new(
+                codes::ERR_START_WORKFLOW,
+                format!("workflow instance {id} is already running"),
+            ));
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(id);
+        }
+        self.set_index(id, Some(Status::Pending))
+            .await
+            .map_err(failed(codes::ERR_START_WORKFLOW))?;
+        self.kick(id);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    pub(crate) async fn get(&self, id: &str) -> Result<Option<Instance>, ApiError> {
+        Ok(self
+            .store
+            .get::<Meta>(&self.meta_key(id))
+            .await
+            .map_err(failed(codes::ERR_GET_WORKFLOW))?
+            .map(|m| m.value.view(id)))
+    }
+
+    pub(crate) async fn wait(
+        &self,
+        id: &str,
+        completion: bool,
+    ) -> Result<Option<Instance>, ApiError> {
+        loop {
+            let changed = self.changed.notified();
+            let Some(instance) = self.get(id).await? else {
+                return Ok(None);
+            };
+            let done = if completion {
+                instance.status.is_terminal()
+            } else {
+                instance.status != Status::Pending
+            };
+            if done {
+                return Ok(Some(instance));
+            }
+            // Woken by any commit here; polling covers other gateways.
+            let _ = tokio::time::timeout(Duration::from_millis(500), changed).await;
+        }
+    }
+
+    pub(crate) async fn raise_event(
+        &self,
+        id: &str,
+        name: &str,
+        input: Option<String>,
+    ) -> Result<(), ApiError> {
+        let event = unscheduled(EventType::EventRaised(dt::EventRaisedEvent {
+            name: name.to_owned(),
+            input,
+        }));
+        match self.deliver(id, None, event, |_| true).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(not_found(id)),
+            Err(err) => Err(failed(codes::ERR_RAISE_EVENT_WORKFLOW)(err)),
+        }
+    }
+
+    pub(crate) async fn terminate(
+        &self,
+        id: &str,
+        output: Option<String>,
+        recursive: bool,
+    ) -> Result<(), ApiError> {
+        let key = self.meta_key(id);
+        let fail = failed(codes::ERR_TERMINATE_WORKFLOW);
+        loop {
+            let Some(current) = self.store.get::<Meta>(&key).await.map_err(&fail)? else {
+                return Err(not_found(id));
+            };
+            let mut meta = current.value;
+            if meta.status().is_terminal() {
+                return Ok(());
+            }
+            let children = meta.all_children.clone();
+            let reason = output.clone();
+            let appended = vec![
+                unscheduled(EventType::ExecutionTerminated(
+                    dt::ExecutionTerminatedEvent {
+                        input: reason.clone(),
+                        recurse: recursive,
+                    },
+                )),
+                unscheduled(EventType::ExecutionCompleted(dt::ExecutionCompletedEvent {
+                    workflow_status: Status::Terminated.proto(),
+                    result: reason.clone(),
+                    failure_details: None,
+                })),
+            ];
+            meta.status = Some(Status::Terminated);
+            meta.output = reason;
+            meta.inbox.clear();
+            meta.activities.clear();
+            meta.timers.clear();
+            meta.children.clear();
+            meta.suspended = false;
+            match self.commit(id, &current.etag, meta.clone(), appended).await {
+                Ok(true) => {
+                    self.finished(id, &meta).await;
+                    if recursive {
+                        for child in children {
+                            let _ = Box::pin(self.terminate(&child, None, true)).await;
+                        }
+                    }
+                    return Ok(());
+                }
+                Ok(false) => continue,
+                Err(err) => return Err(fail(err)),
+            }
+        }
+    }
+
+    pub(crate) async fn suspend(
+        &self,
+        id: &str,
+        suspend: bool,
+        reason: Option<String>,
+    ) -> Result<(), ApiError> {
+        let entry = if suspend {
+            codes::ERR_PAUSE_WORKFLOW
+        } else {
+            codes::ERR_RESUME_WORKFLOW
+        };
+        let key = self.meta_key(id);
+        let fail = failed(entry);
+        loop {
+            let Some(current) = self.store.get::<Meta>(&key).await.map_err(&fail)? else {
+                return Err(not_found(id));
+            };
+            let mut meta = current.value;
+            if meta.status().is_terminal() || meta.suspended == suspend {
+                return Ok(());
+            }
+            meta.suspended = suspend;
+            let event = if suspend {
+                EventType::ExecutionSuspended(dt::ExecutionSuspendedEvent {
+                    input: reason.clone(),
+                })
+            } else {
+                EventType::ExecutionResumed(dt::ExecutionResumedEvent {
+                    input: reason.clone(),
+                })
+            };
+            match self
+                .commit(id, &current.etag, meta, vec![unscheduled(event)])
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => continue,
+                Err(err) => return Err(fail(err)),
+            }
+        }
+        let status = if suspend {
+            Status::Suspended
+        } else {
+            Status::Running
+        };
+        self.set_index(id, Some(status)).await.map_err(&fail)?;
+        self.changed.notify_waiters();
+        if !suspend {
+            self.kick(id);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn purge(&self, id: &str, recursive: bool) -> Result<u32, ApiError> {
+        let fail = failed(codes::ERR_PURGE_WORKFLOW);
+        let Some(current) = self
+            .store
+            .get::<Meta>(&self.meta_key(id))
+            .await
+            .map_err(&fail)?
+        else {
+            return Err(not_found(id));
+        };
+        let meta = current.value;
+        if !meta.status().is_terminal() {
+            return Err(ApiError::new(
+                codes::ERR_PURGE_WORKFLOW,
+                format!(
+                    "workflow instance {id} is {}; only a finished instance can be purged",
+                    meta.view(id).status.name()
+                ),
+            ));
+        }
+        let mut ops = vec![delete_op(&self.meta_key(id))];
+        for n in 0..meta.history_len {
+            ops.push(delete_op(&records::event_key(&self.app_id, id, n)));
+        }
+        self.store.transact(ops).await.map_err(&fail)?;
+        self.set_index(id, None).await.map_err(&fail)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(id);
+        }
+        let mut count = 1;
+        if recursive {
+            for child in &meta.all_children {
+                if let Ok(n) = Box::pin(self.purge(child, true)).await {
+                    count += n;
+                }
+            }
+        }
+        self.changed.notify_waiters();
+        Ok(count)
+    }
+
+    pub(crate) async fn list(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<(String, Status)>, ApiError> {
+        Ok(self
+            .index()
+            .await
+            .map_err(failed(codes::ERR_GET_WORKFLOW))?
+            .into_iter()
+            .filter(|(_, s)| filter.statuses.is_empty() || filter.statuses.contains(s))
+            .collect())
+    }
+
+    pub(crate) async fn history(&self, id: &str) -> Result<Vec<dt::HistoryEvent>, ApiError> {
+        let fail = failed(codes::ERR_GET_WORKFLOW);
+        let Some(found) = self
+            .store
+            .get::<Meta>(&self.meta_key(id))
+            .await
+            .map_err(&fail)?
+        else {
+            return Err(not_found(id));
+        };
+        self.load_history(id, &found.value).await.map_err(&fail)
+    }
+
+    // === steps ===
+
+    /// Make sure a step runs for `id` (again, if one is running now).
+    fn kick(&self, id: &str) {
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        if let Some(state) = running.get_mut(id) {
+            state.again = true;
+            return;
+        }
+        running.insert(id.to_owned(), RunState::default());
+        let Some(engine) = self.this() else {
+            running.remove(id);
+            return;
+        };
+        let id = id.to_owned();
+        self.spawn(async move { engine.run(id).await });
+    }
+
+    async fn run(self: Arc<Self>, id: String) {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if let Some((_, stop)) = self.context.get()
+                && stop.is_cancelled()
+            {
+                break;
+            }
+            match self.step(&id).await {
+                Ok(()) => pause = Duration::from_millis(50),
+                Err(why) => {
+                    tracing::warn!(instance_id = %id, reason = %why, "workflow step failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+            let Ok(mut running) = self.running.lock() else {
+                break;
+            };
+            match running.get_mut(&id) {
+                Some(state) if state.again => state.again = false,
+                _ => {
+                    running.remove(&id);
+                    break;
+                }
+            }
+        }
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&id);
+        }
+    }
+
+    async fn load_history(
+        &self,
+        id: &str,
+        meta: &Meta,
+    ) -> Result<Vec<dt::HistoryEvent>, StoreError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((execution, events)) = cache.get(id)
+            && *execution == meta.execution_id
+            && events.len() as u64 == meta.history_len
+        {
+            return Ok(events.clone());
+        }
+        let keys: Vec<String> = (0..meta.history_len)
+            .map(|n| records::event_key(&self.app_id, id, n))
+            .collect();
+        let mut events = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            for (key, raw) in chunk.iter().zip(self.store.get_many_raw(chunk).await?) {
+                let raw = raw
+                    .ok_or_else(|| StoreError::Failed(format!("history event {key} is missing")))?;
+                let event = dt::HistoryEvent::decode(raw.as_slice()).map_err(|e| {
+                    StoreError::Failed(format!("history event {key} does not decode: {e}"))
+                })?;
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Write `meta` over `etag` with `appended` history events, in one
+    /// transaction. `Ok(false)`: the record changed meanwhile.
+    async fn commit(
+        &self,
+        id: &str,
+        etag: &str,
+        mut meta: Meta,
+        appended: Vec<dt::HistoryEvent>,
+    ) -> Result<bool, StoreError> {
+        let start = meta.history_len;
+        let mut ops = Vec::with_capacity(appended.len() + 1);
+        for (i, event) in appended.iter().enumerate() {
+            let bytes = event.encode_to_vec();
+            meta.history_bytes += bytes.len() as u64;
+            ops.push(set_raw_op(
+                &records::event_key(&self.app_id, id, start + i as u64),
+                bytes,
+            ));
+        }
+        meta.history_len = start + appended.len() as u64;
+        meta.updated_ms = now_ms();
+        ops.push(set_json_op(&self.meta_key(id), &meta, Some(etag))?);
+        match self.store.transact(ops).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(false),
+            Err(err) => return Err(err),
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            match cache.get_mut(id) {
+                Some((execution, events))
+                    if *execution == meta.execution_id && events.len() as u64 == start =>
+                {
+                    events.extend(appended);
+                }
+                _ if start == 0 => {
+                    cache.insert(id.to_owned(), (meta.execution_id.clone(), appended));
+                }
+                _ => {
+                    cache.remove(id);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// One step: show the workflow its history and inbox, apply its actions.
+    async fn step(&self, id: &str) -> Result<(), String> {
+        let key = self.meta_key(id);
+        let Some(found) = self
+            .store
+            .get::<Meta>(&key)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        let meta = found.value;
+        if meta.status().is_terminal() || meta.suspended || meta.inbox.is_empty() {
+            return Ok(());
+        }
+        let taken = meta.inbox.clone();
+        let mut new_events = vec![events::step_started()];
+        new_events.extend(taken.iter().filter_map(|e| events::unpack(e)));
+        let past = self
+            .load_history(id, &meta)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = dt::WorkflowRequest {
+            instance_id: id.to_owned(),
+            execution_id: Some(meta.execution_id.clone()),
+            past_events: past,
+            new_events: new_events.clone(),
+            ..Default::default()
+        };
+        let response = match self
+            .workers
+            .run(dt::work_item::Request::WorkflowRequest(request))
+            .await?
+        {
+            Completion::Workflow(response) => response,
+            Completion::Activity(_) => {
+                return Err("an activity result answered a workflow step".into());
+            }
+        };
+        loop {
+            let Some(current) = self
+                .store
+                .get::<Meta>(&key)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(());
+            };
+            let before = current.value.status();
+            let mut next = current.value;
+            if next.execution_id != meta.execution_id
+                || next.status().is_terminal()
+                || !next.inbox.starts_with(&taken)
+            {
+                // Terminated, restarted or changed under us: this answer is stale.
+                return Ok(());
+            }
+            next.inbox.drain(..taken.len());
+            let mut appended = new_events.clone();
+            let effects = self.apply(id, &mut next, &mut appended, &response);
+            let status_changed = before != next.status();
+            match self.commit(id, &current.etag, next.clone(), appended).await {
+                Ok(true) => {
+                    self.after(id, &next, effects, status_changed).await;
+                    return Ok(());
+                }
+                Ok(false) => continue,
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+    }
+
+    /// Apply a step's actions to `meta` and the events to append.
+    fn apply(
+        &self,
+        id: &str,
+        meta: &mut Meta,
+        appended: &mut Vec<dt::HistoryEvent>,
+        response: &dt::WorkflowResponse,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        if meta.status() == Status::Pending {
+            meta.status = Some(Status::Running);
+        }
+        if response.custom_status.is_some() {
+            meta.custom_status.clone_from(&response.custom_status);
+        }
+        for action in &response.actions {
+            let task_id = action.id;
+            match &action.workflow_action_type {
+                Some(Action::ScheduleTask(task)) => {
+                    appended.push(confirming(
+                        task_id,
+                        EventType::TaskScheduled(dt::TaskScheduledEvent {
+                            name: task.name.clone(),
+                            version: task.version.clone(),
+                            input: task.input.clone(),
+                            task_execution_id: task.task_execution_id.clone(),
+                            ..Default::default()
+                        }),
+                    ));
+                    meta.activities.insert(
+                        task_id,
+                        PendingActivity {
+                            name: task.name.clone(),
+                            input: task.input.clone(),
+                        },
+                    );
+                    effects.activities.push(task_id);
+                }
+                Some(Action::CreateTimer(timer)) => {
+                    let fire_at = timer.fire_at.unwrap_or_else(events::now);
+                    appended.push(confirming(
+                        task_id,
+                        EventType::TimerCreated(dt::TimerCreatedEvent {
+                            fire_at: Some(fire_at),
+                            name: timer.name.clone(),
+                            origin: timer.origin.clone().map(timer_origin),
+                            ..Default::default()
+                        }),
+                    ));
+                    meta.timers.insert(task_id, events::millis(&fire_at));
+                    effects.timers.push(task_id);
+                }
+                Some(Action::CreateChildWorkflow(child)) => {
+                    let child_id = if child.instance_id.is_empty() {
+                        format!("{id}-child-{task_id}")
+                    } else {
+                        child.instance_id.clone()
+                    };
+                    appended.push(confirming(
+                        task_id,
+                        EventType::ChildWorkflowInstanceCreated(
+                            dt::ChildWorkflowInstanceCreatedEvent {
+                                instance_id: child_id.clone(),
+                                name: child.name.clone(),
+                                version: child.version.clone(),
+                                input: child.input.clone(),
+                                ..Default::default()
+                            },
+                        ),
+                    ));
+                    meta.children.insert(
+                        task_id,
+                        PendingChild {
+                            instance_id: child_id.clone(),
+                            name: child.name.clone(),
+                            input: child.input.clone(),
+                        },
+                    );
+                    meta.all_children.push(child_id);
+                    effects.children.push(task_id);
+                }
+                Some(Action::SendEvent(send)) => {
+                    let target = send
+                        .instance
+                        .as_ref()
+                        .map(|i| i.instance_id.clone())
+                        .unwrap_or_default();
+                    appended.push(confirming(
+                        task_id,
+                        EventType::EventSent(dt::EventSentEvent {
+                            instance_id: target.clone(),
+                            name: send.name.clone(),
+                            input: send.data.clone(),
+                        }),
+                    ));
+                    effects
+                        .sends
+                        .push((target, send.name.clone(), send.data.clone()));
+                }
+                Some(Action::TerminateWorkflow(terminate)) => {
+                    effects.terminates.push((
+                        terminate.instance_id.clone(),
+                        terminate.reason.clone(),
+                        terminate.recurse,
+                    ));
+                }
+                Some(Action::CreateDetachedWorkflow(detached)) => {
+                    effects.detached.push((
+                        detached.instance_id.clone(),
+                        detached.name.clone(),
+                        detached.input.clone(),
+                    ));
+                }
+                Some(Action::CompleteWorkflow(complete)) => {
+                    let status =
+                        Status::from_proto(complete.workflow_status).unwrap_or(Status::Completed);
+                    if status == Status::ContinuedAsNew {
+                        self.continue_as_new(id, meta, appended, complete);
+                        effects.again = true;
+                        // Actions after continue-as-new belong to the old run.
+                        break;
+                    }
+                    appended.push(unscheduled(EventType::ExecutionCompleted(
+                        dt::ExecutionCompletedEvent {
+                            workflow_status: status.proto(),
+                            result: complete.result.clone(),
+                            failure_details: complete.failure_details.clone(),
+                        },
+                    )));
+                    meta.status = Some(status);
+                    meta.output.clone_from(&complete.result);
+                    if status == Status::Failed {
+                        meta.failure = Some(events::failure_of(complete.failure_details.as_ref()));
+                    }
+                    meta.activities.clear();
+                    meta.timers.clear();
+                    meta.inbox.clear();
+                    effects.finished = true;
+                }
+                Some(Action::WorkflowVersionNotAvailable(_)) | None => {}
+            }
+        }
+        let size = meta.history_len + appended.len() as u64;
+        let bytes =
+            meta.history_bytes + appended.iter().map(|e| e.encoded_len() as u64).sum::<u64>();
+        if !effects.finished && (size > MAX_HISTORY_EVENTS || bytes > MAX_HISTORY_BYTES) {
+            let failure = Failure {
+                error_type: "HistoryTooLarge".into(),
+                message: format!(
+                    "workflow instance {id} would have {size} history events ({bytes} bytes); the limit is {MAX_HISTORY_EVENTS} events or {MAX_HISTORY_BYTES} bytes. Use continue-as-new to keep long-running workflows small"
+                ),
+                stack_trace: None,
+            };
+            appended.push(unscheduled(EventType::ExecutionCompleted(
+                dt::ExecutionCompletedEvent {
+                    workflow_status: Status::Failed.proto(),
+                    result: None,
+                    failure_details: Some(events::failure_details(&failure)),
+                },
+            )));
+            meta.status = Some(Status::Failed);
+            meta.failure = Some(failure);
+            meta.activities.clear();
+            meta.timers.clear();
+            meta.inbox.clear();
+            effects = Effects {
+                finished: true,
+                ..Effects::default()
+            };
+        }
+        effects
+    }
+
+    fn continue_as_new(
+        &self,
+        id: &str,
+        meta: &mut Meta,
+        appended: &mut Vec<dt::HistoryEvent>,
+        complete: &dt::CompleteWorkflowAction,
+    ) {
+        let execution_id = uuid::Uuid::new_v4().simple().to_string();
+        appended.clear();
+        meta.history_len = 0;
+        meta.history_bytes = 0;
+        meta.execution_id.clone_from(&execution_id);
+        meta.input.clone_from(&complete.result);
+        meta.activities.clear();
+        meta.timers.clear();
+        meta.children.clear();
+        meta.status = Some(Status::Running);
+        let mut inbox = vec![events::pack(&events::started(
+            &meta.name,
+            id,
+            &execution_id,
+            complete.result.clone(),
+            meta.parent.as_ref(),
+        ))];
+        inbox.extend(complete.carryover_events.iter().map(events::pack));
+        inbox.append(&mut meta.inbox);
+        meta.inbox = inbox;
+    }
+
+    /// Carry out a committed step's side effects.
+    async fn after(&self, id: &str, meta: &Meta, effects: Effects, status_changed: bool) {
+        for task_id in &effects.activities {
+            if let Some(activity) = meta.activities.get(task_id) {
+                self.send_activity(id, &meta.execution_id, *task_id, activity.clone());
+            }
+        }
+        for timer_id in &effects.timers {
+            if let Some(fire_ms) = meta.timers.get(timer_id) {
+                self.arm_timer(id, &meta.execution_id, *timer_id, *fire_ms);
+            }
+        }
+        for task_id in &effects.children {
+            if let Some(child) = meta.children.get(task_id) {
+                self.start_child(id, meta, *task_id, child.clone());
+            }
+        }
+        for (target, name, data) in effects.sends {
+            if let Err(err) = self.raise_event(&target, &name, data).await {
+                tracing::warn!(instance_id = id, target, error = %err, "a workflow's event could not be delivered");
+            }
+        }
+        for (target, reason, recurse) in effects.terminates {
+            if let Err(err) = Box::pin(self.terminate(&target, reason, recurse)).await {
+                tracing::warn!(instance_id = id, target, error = %err, "a workflow could not terminate another");
+            }
+        }
+        for (target, name, input) in effects.detached {
+            if let Err(err) = Box::pin(self.start_instance(&name, &target, input, None)).await {
+                tracing::warn!(instance_id = id, target, error = %err, "a detached workflow could not start");
+            }
+        }
+        if effects.finished {
+            self.finished(id, meta).await;
+        } else if status_changed
+            && let Err(err) = self.set_index(id, Some(meta.view(id).status)).await
+        {
+            tracing::warn!(instance_id = id, error = %err, "could not update the workflow index");
+        }
+        if effects.again {
+            self.kick(id);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// A finished instance: index it, tell its parent.
+    async fn finished(&self, id: &str, meta: &Meta) {
+        if let Err(err) = self.set_index(id, Some(meta.status())).await {
+            tracing::warn!(instance_id = id, error = %err, "could not update the workflow index");
+        }
+        if let Some(parent) = &meta.parent {
+            let kind = match meta.status() {
+                Status::Completed => EventType::ChildWorkflowInstanceCompleted(
+                    dt::ChildWorkflowInstanceCompletedEvent {
+                        task_scheduled_id: parent.task_id,
+                        result: meta.output.clone(),
+                        ..Default::default()
+                    },
+                ),
+                _ => EventType::ChildWorkflowInstanceFailed(dt::ChildWorkflowInstanceFailedEvent {
+                    task_scheduled_id: parent.task_id,
+                    failure_details: Some(events::failure_details(
+                        &meta.failure.clone().unwrap_or(Failure {
+                            error_type: meta.status().name().to_owned(),
+                            message: format!("child workflow {id} ended {}", meta.status().name()),
+                            stack_trace: None,
+                        }),
+                    )),
+                    ..Default::default()
+                }),
+            };
+            let task_id = parent.task_id;
+            let delivered = self
+                .deliver(
+                    &parent.instance_id,
+                    Some(&parent.execution_id),
+                    unscheduled(kind),
+                    |m| m.children.remove(&task_id).is_some(),
+                )
+                .await;
+            if let Err(err) = delivered {
+                tracing::warn!(instance_id = id, parent = %parent.instance_id, error = %err, "could not tell the parent workflow");
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Append `event` to an instance's inbox (of execution `execution`, when
+    /// given) if `accept` agrees, and run a step. `Ok(None)`: no such instance.
+    async fn deliver(
+        &self,
+        id: &str,
+        execution: Option<&str>,
+        event: dt::HistoryEvent,
+        mut accept: impl FnMut(&mut Meta) -> bool,
+    ) -> Result<Option<bool>, StoreError> {
+        let packed = events::pack(&event);
+        let outcome = self
+            .store
+            .update::<Meta, _>(&self.meta_key(id), |current| {
+                let Some(mut meta) = current else {
+                    return (None, None);
+                };
+                let live = !meta.status().is_terminal()
+                    && execution.is_none_or(|e| e == meta.execution_id);
+                if !live || !accept(&mut meta) {
+                    return (Some(meta), Some(false));
+                }
+                meta.inbox.push(packed.clone());
+                (Some(meta), Some(true))
+            })
+            .await?;
+        if outcome == Some(true) {
+            self.kick(id);
+        }
+        Ok(outcome)
+    }
+
+    // === outbox ===
+
+    fn claim(&self, id: &str, execution: &str, task_id: i32) -> bool {
+        self.outstanding
+            .lock()
+            .is_ok_and(|mut o| o.insert((id.to_owned(), execution.to_owned(), task_id)))
+    }
+
+    fn unclaim(&self, id: &str, execution: &str, task_id: i32) {
+        if let Ok(mut o) = self.outstanding.lock() {
+            o.remove(&(id.to_owned(), execution.to_owned(), task_id));
+        }
+    }
+
+    fn send_activity(&self, id: &str, execution: &str, task_id: i32, activity: PendingActivity) {
+        if !self.claim(id, execution, task_id) {
+            return;
+        }
+        let Some(engine) = self.this() else {
+            return;
+        };
+        let (id, execution) = (id.to_owned(), execution.to_owned());
+        self.spawn(async move {
+            let request = dt::ActivityRequest {
+                name: activity.name.clone(),
+                input: activity.input.clone(),
+                workflow_instance: Some(dt::WorkflowInstance {
+                    instance_id: id.clone(),
+                    execution_id: Some(execution.clone()),
+                }),
+                task_id,
+                ..Default::default()
+            };
+            let response = loop {
+                if let Some((_, stop)) = engine.context.get()
+                    && stop.is_cancelled()
+                {
+                    engine.unclaim(&id, &execution, task_id);
+                    return;
+                }
+                match engine
+                    .workers
+                    .run(dt::work_item::Request::ActivityRequest(request.clone()))
+                    .await
+                {
+                    Ok(Completion::Activity(response)) => break response,
+                    Ok(Completion::Workflow(_)) => {
+                        tracing::warn!(instance_id = %id, "a workflow step answered an activity; sending it again");
+                    }
+                    Err(why) => {
+                        tracing::debug!(instance_id = %id, task_id, reason = %why, "activity not completed; sending it again");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            };
+            let kind = match response.failure_details {
+                Some(failure) => EventType::TaskFailed(dt::TaskFailedEvent {
+                    task_scheduled_id: task_id,
+                    failure_details: Some(failure),
+                    ..Default::default()
+                }),
+                None => EventType::TaskCompleted(dt::TaskCompletedEvent {
+                    task_scheduled_id: task_id,
+                    result: response.result,
+                    ..Default::default()
+                }),
+            };
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match engine
+                    .deliver(&id, Some(&execution), unscheduled(kind.clone()), |m| {
+                        m.activities.remove(&task_id).is_some()
+                    })
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(err) => {
+                        tracing::warn!(instance_id = %id, task_id, error = %err, "recording an activity result failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            engine.unclaim(&id, &execution, task_id);
+        });
+    }
+
+    fn arm_timer(&self, id: &str, execution: &str, timer_id: i32, fire_ms: i64) {
+        if !self.claim(id, execution, -1 - timer_id) {
+            return;
+        }
+        let Some(engine) = self.this() else {
+            return;
+        };
+        let (id, execution) = (id.to_owned(), execution.to_owned());
+        self.spawn(async move {
+            let wait = u64::try_from(fire_ms - now_ms()).unwrap_or(0);
+            let stop = engine.context.get().map(|(_, s)| s.clone()).unwrap_or_default();
+            tokio::select! {
+                () = stop.cancelled() => {
+                    engine.unclaim(&id, &execution, -1 - timer_id);
+                    return;
+                }
+                () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            }
+            let fired = unscheduled(EventType::TimerFired(dt::TimerFiredEvent {
+                fire_at: Some(events::timestamp(fire_ms)),
+                timer_id,
+            }));
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match engine
+                    .deliver(&id, Some(&execution), fired.clone(), |m| {
+                        m.timers.remove(&timer_id).is_some()
+                    })
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(err) => {
+                        tracing::warn!(instance_id = %id, timer_id, error = %err, "firing a workflow timer failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            engine.unclaim(&id, &execution, -1 - timer_id);
+        });
+    }
+
+    fn start_child(&self, id: &str, meta: &Meta, task_id: i32, child: PendingChild) {
+        let Some(engine) = self.this() else {
+            return;
+        };
+        let parent = Parent {
+            instance_id: id.to_owned(),
+            execution_id: meta.execution_id.clone(),
+            task_id,
+            name: meta.name.clone(),
+        };
+        self.spawn(async move {
+            if let Err(err) = engine
+                .start_instance(&child.name, &child.instance_id, child.input, Some(parent))
+                .await
+            {
+                tracing::warn!(child = %child.instance_id, error = %err, "a child workflow could not start");
+            }
+        });
+    }
+}
+
+fn timer_origin(origin: dt::create_timer_action::Origin) -> dt::timer_created_event::Origin {
+    use dt::create_timer_action::Origin as From;
+    use dt::timer_created_event::Origin as To;
+    match origin {
+        From::CreateTimer(o) => To::CreateTimer(o),
+        From::ExternalEvent(o) => To::ExternalEvent(o),
+        From::ActivityRetry(o) => To::ActivityRetry(o),
+        From::ChildWorkflowRetry(o) => To::ChildWorkflowRetry(o),
+    }
+}
