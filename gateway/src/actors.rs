@@ -15,7 +15,7 @@ mod config;
 mod duration;
 mod host;
 mod hosting;
-mod placement;
+pub(crate) mod placement;
 mod reminders;
 mod routing;
 pub(crate) mod store;
@@ -218,6 +218,21 @@ impl Actors {
             lease_ttl,
             wake: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// A placement host for one more (internal) type, joined with its own
+    /// directory entry: workflows use it to own instances. `None` until the
+    /// gateway has started hosting (or without an actor store).
+    pub(crate) fn internal_host(&self, kind: &str) -> Option<Arc<Placement>> {
+        let store = self.store.as_ref().ok()?.clone();
+        let context = self.hosting.get()?;
+        Some(Arc::new(Placement::host(
+            store,
+            self.lease_ttl,
+            &self.app_id,
+            context.address().to_owned(),
+            vec![kind.to_owned()],
+        )))
     }
 
     /// The actor state store, or why there is none.

@@ -459,7 +459,12 @@ impl Gateway {
                 .start_hosting(app, address, &tracker, shutdown.clone());
         }
 
-        runtime.workflows.start(&tracker, shutdown.clone());
+        let workflow_type = workflows::Workflows::placement_type(&runtime.config.app_id);
+        runtime.workflows.start(
+            &tracker,
+            shutdown.clone(),
+            runtime.actors.internal_host(&workflow_type),
+        );
 
         runtime.outbound_ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %grpc_addr, app_id = %runtime.config.app_id, "gateway ready");

@@ -15,6 +15,7 @@
 
 mod engine;
 mod events;
+mod ownership;
 mod records;
 mod workers;
 
@@ -107,16 +108,29 @@ impl Workflows {
         &self.workers
     }
 
-    /// Resume every unfinished instance (after a restart) and keep timers
-    /// running, until `shutdown`.
-    pub fn start(
+    /// Run until `shutdown`: once a worker connects, take part in placement
+    /// (`placement`: this gateway's host entry for the internal workflow
+    /// type; `None` runs every instance here), resume unfinished instances
+    /// and keep timers running.
+    pub(crate) fn start(
         &self,
         tracker: &tokio_util::task::TaskTracker,
         shutdown: tokio_util::sync::CancellationToken,
+        placement: Option<Arc<crate::actors::placement::Placement>>,
     ) {
         if let Some(engine) = &self.engine {
-            engine.start(tracker, shutdown);
+            engine.start(tracker, shutdown, placement);
         }
+    }
+
+    /// The internal actor type whose leases say which gateway runs an
+    /// instance (daprd's name for it).
+    pub fn placement_type(app_id: &str) -> String {
+        let namespace = std::env::var("NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        format!("dapr.internal.{namespace}.{app_id}.workflow")
     }
 
     /// Schedule a new instance of workflow `name`; `instance_id` is generated

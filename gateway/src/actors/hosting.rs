@@ -25,6 +25,13 @@ pub(super) struct Context {
     shutdown: CancellationToken,
 }
 
+impl Context {
+    /// Where peers reach this gateway.
+    pub(super) fn address(&self) -> &str {
+        &self.address
+    }
+}
+
 impl Actors {
     /// Make this gateway able to host actors, reachable by peers at
     /// `address` (its gRPC API). With an HTTP `app`, ask it which actor types

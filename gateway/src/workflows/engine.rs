@@ -26,6 +26,7 @@ use outrigger_proto::durabletask as dt;
 
 use super::ListFilter;
 use super::events::{self, confirming, unscheduled};
+use super::ownership::{Claim, Ownership};
 use super::records::{
     self, Failure, Index, Instance, Meta, Parent, PendingActivity, PendingChild, Status,
 };
@@ -71,6 +72,9 @@ pub(crate) struct Engine {
     cache: Mutex<HashMap<String, (String, Vec<dt::HistoryEvent>)>>,
     context: OnceLock<(TaskTracker, CancellationToken)>,
     me: OnceLock<std::sync::Weak<Engine>>,
+    /// Set once placement is joined; `distributed` says whether to wait for it.
+    ownership: OnceLock<Arc<Ownership>>,
+    distributed: std::sync::atomic::AtomicBool,
 }
 
 fn failed(entry: codes::Entry) -> impl Fn(StoreError) -> ApiError {
@@ -100,6 +104,8 @@ impl Engine {
             cache: Mutex::new(HashMap::new()),
             context: OnceLock::new(),
             me: OnceLock::new(),
+            ownership: OnceLock::new(),
+            distributed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -122,10 +128,27 @@ impl Engine {
         records::meta_key(&self.app_id, id)
     }
 
-    /// Resume unfinished instances; run until `shutdown`.
-    pub(crate) fn start(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+    /// Resume unfinished instances; run until `shutdown`. With `placement`,
+    /// instances are shared with the other gateways of this app by leases.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        placement: Option<Arc<crate::actors::placement::Placement>>,
+    ) {
         let _ = self.me.set(Arc::downgrade(self));
-        if self.context.set((tracker.clone(), shutdown)).is_err() {
+        if self
+            .context
+            .set((tracker.clone(), shutdown.clone()))
+            .is_err()
+        {
+            return;
+        }
+        if let Some(placement) = placement {
+            self.distributed
+                .store(true, std::sync::atomic::Ordering::Release);
+            let engine = Arc::clone(self);
+            tracker.spawn(async move { engine.share(placement, shutdown).await });
             return;
         }
         let engine = Arc::clone(self);
@@ -163,6 +186,74 @@ impl Engine {
             resumed += 1;
         }
         Ok(resumed)
+    }
+
+    /// Join placement once a worker is connected, renew, and take every
+    /// instance nobody live runs; leave on shutdown.
+    async fn share(
+        self: Arc<Self>,
+        placement: Arc<crate::actors::placement::Placement>,
+        shutdown: CancellationToken,
+    ) {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = self.workers.wait_for_any() => {}
+        }
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match placement.heartbeat().await {
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "joining workflow placement failed; retrying")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        let ownership = Arc::new(Ownership::new(
+            Arc::clone(&placement),
+            super::Workflows::placement_type(&self.app_id),
+        ));
+        let _ = self.ownership.set(Arc::clone(&ownership));
+        tracing::info!(host_id = placement.id(), "running workflows");
+        let renew_every = placement.ttl() / 4;
+        let mut renew = tokio::time::interval(renew_every);
+        let mut scan = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = renew.tick() => match placement.heartbeat().await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        tracing::warn!("this gateway's workflow placement entry had lapsed; taking instances again");
+                        ownership.forget_all();
+                    }
+                    Err(err) => tracing::warn!(error = %err, "renewing the workflow placement entry failed"),
+                },
+                _ = scan.tick() => {
+                    if let Err(err) = self.scan(&ownership).await {
+                        tracing::warn!(error = %err, "looking for unowned workflow instances failed");
+                    }
+                }
+            }
+        }
+        if let Err(err) = placement.leave().await {
+            tracing::warn!(error = %err, "could not leave workflow placement; the entry lapses");
+        }
+    }
+
+    /// Run a step for every unfinished instance no other live gateway runs.
+    async fn scan(&self, ownership: &Ownership) -> Result<(), StoreError> {
+        for (id, status) in self.index().await? {
+            if status.is_terminal() || ownership.elsewhere(&id).await? {
+                continue;
+            }
+            self.kick(&id);
+        }
+        Ok(())
     }
 
     /// (Re)send what a committed step left outstanding.
@@ -627,7 +718,24 @@ impl Engine {
             return Ok(());
         };
         let meta = found.value;
-        if meta.status().is_terminal() || meta.suspended || meta.inbox.is_empty() {
+        if meta.status().is_terminal() {
+            if let Some(ownership) = self.ownership.get() {
+                ownership.forget(id);
+            }
+            return Ok(());
+        }
+        if let Some(ownership) = self.ownership.get() {
+            match ownership.claim(id).await.map_err(|e| e.to_string())? {
+                Claim::Elsewhere => return Ok(()),
+                Claim::Taken => self.resume_outbox(id, &meta),
+                Claim::Held => {}
+            }
+        } else if self.distributed.load(std::sync::atomic::Ordering::Acquire) {
+            // Not in placement yet (no worker connected): the scan after
+            // joining runs it.
+            return Ok(());
+        }
+        if meta.suspended || meta.inbox.is_empty() {
             return Ok(());
         }
         let taken = meta.inbox.clone();

@@ -111,6 +111,17 @@ impl Workers {
         self.connected.lock().map(|c| c.streams.len()).unwrap_or(0)
     }
 
+    /// Wait until at least one worker is connected.
+    pub(crate) async fn wait_for_any(&self) {
+        loop {
+            let joined = self.joined.notified();
+            if self.count() > 0 {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), joined).await;
+        }
+    }
+
     fn pick(&self) -> Option<(u64, Outbox)> {
         let mut connected = self.connected.lock().ok()?;
         if connected.streams.is_empty() {
