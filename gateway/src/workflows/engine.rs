@@ -752,13 +752,13 @@ impl Engine {
             new_events: new_events.clone(),
             ..Default::default()
         };
-        let response = match self
+        let (response, ack) = match self
             .workers
             .run(dt::work_item::Request::WorkflowRequest(request))
             .await?
         {
-            Completion::Workflow(response) => response,
-            Completion::Activity(_) => {
+            (Completion::Workflow(response), ack) => (response, ack),
+            (Completion::Activity(_), _) => {
                 return Err("an activity result answered a workflow step".into());
             }
         };
@@ -786,6 +786,7 @@ impl Engine {
             let status_changed = before != next.status();
             match self.commit(id, &current.etag, next.clone(), appended).await {
                 Ok(true) => {
+                    let _ = ack.send(());
                     self.after(id, &next, effects, status_changed).await;
                     return Ok(());
                 }
@@ -1148,7 +1149,7 @@ impl Engine {
                 task_id,
                 ..Default::default()
             };
-            let response = loop {
+            let (response, ack) = loop {
                 if let Some((_, stop)) = engine.context.get()
                     && stop.is_cancelled()
                 {
@@ -1160,8 +1161,8 @@ impl Engine {
                     .run(dt::work_item::Request::ActivityRequest(request.clone()))
                     .await
                 {
-                    Ok(Completion::Activity(response)) => break response,
-                    Ok(Completion::Workflow(_)) => {
+                    Ok((Completion::Activity(response), ack)) => break (response, ack),
+                    Ok((Completion::Workflow(_), _)) => {
                         tracing::warn!(instance_id = %id, "a workflow step answered an activity; sending it again");
                     }
                     Err(why) => {
@@ -1190,7 +1191,10 @@ impl Engine {
                     })
                     .await
                 {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        let _ = ack.send(());
+                        break;
+                    }
                     Err(err) => {
                         tracing::warn!(instance_id = %id, task_id, error = %err, "recording an activity result failed; retrying");
                         tokio::time::sleep(delay).await;

@@ -29,6 +29,10 @@ pub enum Completion {
 
 type Outbox = mpsc::Sender<Result<dt::WorkItem, Status>>;
 
+/// Told once a completion is durably recorded; the worker's `Complete*`
+/// call is answered only then.
+pub(crate) type Ack = oneshot::Sender<()>;
+
 #[derive(Debug, Default)]
 struct Connected {
     streams: Vec<(u64, Outbox)>,
@@ -39,7 +43,7 @@ struct Connected {
 #[derive(Debug, Default)]
 pub struct Workers {
     connected: Mutex<Connected>,
-    pending: Mutex<HashMap<String, (u64, oneshot::Sender<Completion>)>>,
+    pending: Mutex<HashMap<String, (u64, oneshot::Sender<(Completion, Ack)>)>>,
     next: AtomicU64,
     joined: Notify,
 }
@@ -133,7 +137,10 @@ impl Workers {
 
     /// Send `request` to a worker (waiting for one to connect) and wait for
     /// its completion. `Err` when the worker went away first.
-    pub(crate) async fn run(&self, request: dt::work_item::Request) -> Result<Completion, String> {
+    pub(crate) async fn run(
+        &self,
+        request: dt::work_item::Request,
+    ) -> Result<(Completion, Ack), String> {
         let (worker, outbox) = loop {
             let joined = self.joined.notified();
             if let Some(found) = self.pick() {
@@ -159,12 +166,17 @@ impl Workers {
             .map_err(|_| "the worker disconnected before completing the work item".into())
     }
 
-    /// A worker completes the work item of `token`.
+    /// A worker completes the work item of `token`; the receiver resolves
+    /// once the completion is recorded.
     ///
     /// # Errors
     /// `NOT_FOUND` for a token nobody waits for (completed already, or its
     /// worker reconnected).
-    pub fn complete(&self, token: &str, completion: Completion) -> Result<(), Status> {
+    pub fn complete(
+        &self,
+        token: &str,
+        completion: Completion,
+    ) -> Result<oneshot::Receiver<()>, Status> {
         let waiter = self
             .pending
             .lock()
@@ -172,8 +184,9 @@ impl Workers {
             .remove(token);
         match waiter {
             Some((_, tx)) => {
-                let _ = tx.send(completion);
-                Ok(())
+                let (ack, recorded) = oneshot::channel();
+                let _ = tx.send((completion, ack));
+                Ok(recorded)
             }
             None => Err(Status::not_found(format!(
                 "completionToken {token:?}: no work item is waiting for it"

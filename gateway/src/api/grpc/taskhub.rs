@@ -12,6 +12,18 @@ use tonic::{Request, Response, Status};
 use outrigger_proto::durabletask as dt;
 
 use crate::api::Runtime;
+
+/// How long a `Complete*` call waits for its result to be recorded.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Answer the worker once the completion is recorded (or the engine gave up
+/// on it: then it is sent again later, so the worker need not retry).
+async fn recorded(
+    ack: tokio::sync::oneshot::Receiver<()>,
+) -> Result<Response<dt::CompleteTaskResponse>, Status> {
+    let _ = tokio::time::timeout(RECORD_WAIT, ack).await;
+    Ok(Response::new(dt::CompleteTaskResponse {}))
+}
 use crate::workflows::{Completion, Instance};
 
 /// The service over one gateway's runtime.
@@ -215,11 +227,12 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
     ) -> Result<Response<dt::CompleteTaskResponse>, Status> {
         let r = request.into_inner();
         let token = r.completion_token.clone();
-        self.rt
+        let ack = self
+            .rt
             .workflows
             .workers()
             .complete(&token, Completion::Activity(r))?;
-        Ok(Response::new(dt::CompleteTaskResponse {}))
+        recorded(ack).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "CompleteOrchestratorTask"))]
@@ -229,11 +242,12 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
     ) -> Result<Response<dt::CompleteTaskResponse>, Status> {
         let r = request.into_inner();
         let token = r.completion_token.clone();
-        self.rt
+        let ack = self
+            .rt
             .workflows
             .workers()
             .complete(&token, Completion::Workflow(r))?;
-        Ok(Response::new(dt::CompleteTaskResponse {}))
+        recorded(ack).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "CompleteWorkflowTask"))]
@@ -243,11 +257,12 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
     ) -> Result<Response<dt::CompleteTaskResponse>, Status> {
         let r = request.into_inner();
         let token = r.completion_token.clone();
-        self.rt
+        let ack = self
+            .rt
             .workflows
             .workers()
             .complete(&token, Completion::Workflow(r))?;
-        Ok(Response::new(dt::CompleteTaskResponse {}))
+        recorded(ack).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "ListInstanceIDs"))]
