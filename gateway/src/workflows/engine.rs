@@ -533,7 +533,7 @@ impl Engine {
             ));
         }
         let mut ops = vec![delete_op(&self.meta_key(id))];
-        for n in 0..meta.history_len {
+        for n in 0..meta.history_len.max(meta.history_high) {
             ops.push(delete_op(&records::event_key(&self.app_id, id, n)));
         }
         self.store.transact(ops).await.map_err(&fail)?;
@@ -681,6 +681,7 @@ impl Engine {
             ));
         }
         meta.history_len = start + appended.len() as u64;
+        meta.history_high = meta.history_high.max(meta.history_len);
         meta.updated_ms = now_ms();
         ops.push(set_json_op(&self.meta_key(id), &meta, Some(etag))?);
         match self.store.transact(ops).await {

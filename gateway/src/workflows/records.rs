@@ -197,6 +197,10 @@ pub(crate) struct Meta {
     pub(crate) history_len: u64,
     /// Their total encoded size.
     pub(crate) history_bytes: u64,
+    /// The most events any execution of this instance stored (continue-as-new
+    /// restarts at 0; purge deletes up to here).
+    #[serde(default)]
+    pub(crate) history_high: u64,
     /// New events (base64 `HistoryEvent`s) not yet shown to the workflow.
     pub(crate) inbox: Vec<String>,
     /// Activities scheduled, by task id, not yet answered.
