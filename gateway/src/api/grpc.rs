@@ -22,6 +22,7 @@ mod configuration;
 mod invoke;
 pub mod proxy;
 mod taskhub;
+mod workflows;
 
 pub use invoke::GatewayInvokeService;
 pub use taskhub::TaskHubService;
@@ -568,6 +569,152 @@ impl pb::dapr_server::Dapr for DaprService {
             .actors
             .delete_timer(&r.actor_type, &r.actor_id, &r.name);
         Ok(Response::new(done.await?))
+    }
+
+    // === workflows (daprd serves Beta1 and the deprecated Alpha1 alike) ===
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "StartWorkflowBeta1"))]
+    async fn start_workflow_beta1(
+        &self,
+        request: Request<pb::StartWorkflowRequest>,
+    ) -> Result<Response<pb::StartWorkflowResponse>, Status> {
+        workflows::start(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetWorkflowBeta1"))]
+    async fn get_workflow_beta1(
+        &self,
+        request: Request<pb::GetWorkflowRequest>,
+    ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
+        workflows::get(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "TerminateWorkflowBeta1"))]
+    async fn terminate_workflow_beta1(
+        &self,
+        request: Request<pb::TerminateWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        workflows::terminate(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "PauseWorkflowBeta1"))]
+    async fn pause_workflow_beta1(
+        &self,
+        request: Request<pb::PauseWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        workflows::suspend(
+            &self.rt,
+            &r.workflow_component,
+            &r.instance_id,
+            r.app_id.as_deref(),
+            true,
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "ResumeWorkflowBeta1"))]
+    async fn resume_workflow_beta1(
+        &self,
+        request: Request<pb::ResumeWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        workflows::suspend(
+            &self.rt,
+            &r.workflow_component,
+            &r.instance_id,
+            r.app_id.as_deref(),
+            false,
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "RaiseEventWorkflowBeta1"))]
+    async fn raise_event_workflow_beta1(
+        &self,
+        request: Request<pb::RaiseEventWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        workflows::raise_event(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "PurgeWorkflowBeta1"))]
+    async fn purge_workflow_beta1(
+        &self,
+        request: Request<pb::PurgeWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        workflows::purge(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "StartWorkflowAlpha1"))]
+    async fn start_workflow_alpha1(
+        &self,
+        request: Request<pb::StartWorkflowRequest>,
+    ) -> Result<Response<pb::StartWorkflowResponse>, Status> {
+        workflows::start(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "GetWorkflowAlpha1"))]
+    async fn get_workflow_alpha1(
+        &self,
+        request: Request<pb::GetWorkflowRequest>,
+    ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
+        workflows::get(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "TerminateWorkflowAlpha1"))]
+    async fn terminate_workflow_alpha1(
+        &self,
+        request: Request<pb::TerminateWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        workflows::terminate(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "PauseWorkflowAlpha1"))]
+    async fn pause_workflow_alpha1(
+        &self,
+        request: Request<pb::PauseWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        workflows::suspend(
+            &self.rt,
+            &r.workflow_component,
+            &r.instance_id,
+            r.app_id.as_deref(),
+            true,
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "ResumeWorkflowAlpha1"))]
+    async fn resume_workflow_alpha1(
+        &self,
+        request: Request<pb::ResumeWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        workflows::suspend(
+            &self.rt,
+            &r.workflow_component,
+            &r.instance_id,
+            r.app_id.as_deref(),
+            false,
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "RaiseEventWorkflowAlpha1"))]
+    async fn raise_event_workflow_alpha1(
+        &self,
+        request: Request<pb::RaiseEventWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        workflows::raise_event(&self.rt, request.into_inner()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc.method = "PurgeWorkflowAlpha1"))]
+    async fn purge_workflow_alpha1(
+        &self,
+        request: Request<pb::PurgeWorkflowRequest>,
+    ) -> Result<Response<()>, Status> {
+        workflows::purge(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]

@@ -13,6 +13,7 @@ mod metadata;
 mod pubsub;
 mod secrets;
 mod state;
+pub(crate) mod workflows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,6 +84,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .merge(actor_routes())
         .merge(configuration_routes("/v1.0"))
         .merge(configuration_routes("/v1.0-alpha1"))
+        .merge(workflow_routes("/v1.0"))
+        .merge(workflow_routes("/v1.0-beta1"))
+        .merge(workflow_routes("/v1.0-alpha1"))
+        .route("/v1.0-alpha1/workflows/{component}", get(workflows::list))
         .fallback(unimplemented)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
@@ -153,6 +158,32 @@ fn configuration_routes(version: &str) -> Router<Arc<Runtime>> {
         .route(
             &format!("{version}/configuration/{{store}}/unsubscribe/{{id}}"),
             get(configuration::unsubscribe_by_path),
+        )
+}
+
+/// Dapr's workflow API under one version prefix. daprd serves purge under
+/// `v1.0-alpha1` too (`pkg/api/http/workflow.go`), so every prefix has it.
+/// `{id}` is the workflow name for `start` and the instance id elsewhere.
+fn workflow_routes(version: &str) -> Router<Arc<Runtime>> {
+    let base = format!("{version}/workflows/{{component}}/{{id}}");
+    Router::new()
+        .route(&base, get(workflows::get))
+        .route(&format!("{base}/start"), post(workflows::start))
+        .route(&format!("{base}/terminate"), post(workflows::terminate))
+        .route(&format!("{base}/pause"), post(workflows::pause))
+        .route(&format!("{base}/resume"), post(workflows::resume))
+        .route(&format!("{base}/purge"), post(workflows::purge))
+        .route(
+            &format!("{base}/raiseEvent/{{event}}"),
+            post(workflows::raise_event),
+        )
+        .route(
+            &format!("{base}/raiseEvent"),
+            post(workflows::raise_event_unnamed),
+        )
+        .route(
+            &format!("{base}/raiseEvent/"),
+            post(workflows::raise_event_unnamed),
         )
 }
 

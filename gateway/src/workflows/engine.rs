@@ -502,7 +502,11 @@ impl Engine {
         let status = if suspend {
             Status::Suspended
         } else {
-            Status::Running
+            // Back to what it was: RUNNING, or PENDING if it never ran.
+            match self.store.get::<Meta>(&key).await {
+                Ok(Some(found)) => found.value.status(),
+                _ => Status::Running,
+            }
         };
         self.set_index(id, Some(status)).await.map_err(&fail)?;
         self.changed.notify_waiters();

@@ -33,6 +33,9 @@ type Outbox = mpsc::Sender<Result<dt::WorkItem, Status>>;
 /// call is answered only then.
 pub(crate) type Ack = oneshot::Sender<()>;
 
+/// A work item's worker, and who waits for its completion.
+type Waiting = (u64, oneshot::Sender<(Completion, Ack)>);
+
 #[derive(Debug, Default)]
 struct Connected {
     streams: Vec<(u64, Outbox)>,
@@ -43,7 +46,7 @@ struct Connected {
 #[derive(Debug, Default)]
 pub struct Workers {
     connected: Mutex<Connected>,
-    pending: Mutex<HashMap<String, (u64, oneshot::Sender<(Completion, Ack)>)>>,
+    pending: Mutex<HashMap<String, Waiting>>,
     next: AtomicU64,
     joined: Notify,
 }
