@@ -943,7 +943,8 @@ async fn grpc_actor_api() {
         .unwrap()
         .into_inner();
     assert_eq!(got.due_time.as_deref(), Some("1h"));
-    assert_eq!(got.data.unwrap().value, br#"{"n":1}"#);
+    // Stored as daprd does: the JSON of the raw bytes, a base64 string.
+    assert_eq!(got.data.unwrap().value, br#""eyJuIjoxfQ==""#);
     let listed = client
         .list_actor_reminders(pb::ListActorRemindersRequest {
             actor_type: "Counter".into(),

@@ -6,6 +6,12 @@
 //! SQLite actor state store of their common `--data-dir`; that is how the
 //! client's gateway finds the host. The host appends what its actors see to
 //! an events file (JSON lines) that the client and these tests read.
+//!
+//! The third test hosts the same actor in a gRPC app instead
+//! (`tests/python/actor_grpc_host.py`: the SDK's `ActorGrpcHost` under
+//! `outrigger run --app-protocol grpc`), which serves no HTTP: its actors
+//! are driven over `SubscribeActorEventsAlpha1` and call back through the
+//! gateway's gRPC actor rpcs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -115,6 +121,89 @@ async fn python_actor_reminder_fires_after_the_host_restarts() {
     setup.stop(host).await;
 }
 
+/// A gRPC app hosts actors over `SubscribeActorEventsAlpha1` (the SDK's
+/// `ActorGrpcHost`): the client calls methods with arguments, results and
+/// an actor error; the actor saves and reads state through the SDK's gRPC
+/// actor client (and the host's gateway serves it over HTTP); a timer and
+/// reminders registered by the actor fire with their data intact; idle
+/// deactivation reaches `_on_deactivate` and state survives it. Every
+/// event comes from the one gRPC host process, which logs no failed
+/// callback and closes its stream cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpc_app_hosts_actors_over_the_actor_event_stream() {
+    let setup = Setup::new();
+    let host = setup.start("grpc-host", Role::GrpcHost, &[]);
+    let client = setup.start("client", Role::Client, &[("CLIENT_MODE", "grpc-host")]);
+    setup
+        .finish(client, "grpc-host actor client checks passed")
+        .await;
+
+    let boots = setup.events_where(|e| e["event"] == "boot");
+    assert!(
+        boots.len() == 1 && boots[0]["transport"] == "grpc-stream",
+        "{boots:?}\n{}",
+        setup.logs()
+    );
+    for (id, activations) in [
+        ("calc-1", 1),
+        ("state-1", 1),
+        ("timer-1", 1),
+        ("idle-1", 2),
+        ("rem-1", 1),
+    ] {
+        let seen = setup.events_where(|e| e["event"] == "activate" && e["id"] == id);
+        assert_eq!(
+            seen.len(),
+            activations,
+            "activations of {id}: {seen:?}\n{}",
+            setup.logs()
+        );
+    }
+    // idle-1 was deactivated through the stream between its activations.
+    let idle = setup.events_where(|e| e["id"] == "idle-1");
+    let kinds: Vec<_> = idle.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds.get(..3),
+        Some(&["activate", "deactivate", "activate"][..]),
+        "{idle:?}"
+    );
+    // The one-shot reminder fired once, its data (registered through the
+    // gateway's gRPC RegisterActorReminder) intact.
+    let soon = setup.events_where(|e| e["event"] == "reminder" && e["name"] == "soon");
+    assert!(
+        soon.len() == 1 && soon[0]["payload"]["text"] == "h\u{e9}llo \u{2603}",
+        "{soon:?}\n{}",
+        setup.logs()
+    );
+    let pids: std::collections::BTreeSet<_> =
+        setup.events().iter().map(|e| e["pid"].as_i64()).collect();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+
+    setup.stop(host).await;
+    let stopped = setup.events_where(|e| e["event"] == "stopped");
+    assert_eq!(
+        stopped.len(),
+        1,
+        "the host did not close on SIGTERM\n{}",
+        setup.logs()
+    );
+    // The SDK warns of a callback it could not handle (`Actor callback ..
+    // failed`, an undecodable payload), an unexpected message on the actor
+    // stream, and the stream dropping (`Actor event stream ..`).
+    let host_log = std::fs::read_to_string(setup.log_file("grpc-host")).unwrap();
+    for bad in [
+        "Actor callback",
+        "unexpected actor stream message",
+        "Actor event stream",
+        "Traceback",
+    ] {
+        assert!(
+            !host_log.contains(bad),
+            "{bad:?} in the host's log:\n{host_log}"
+        );
+    }
+}
+
 // === harness ===
 
 fn outrigger() -> PathBuf {
@@ -126,6 +215,8 @@ fn outrigger() -> PathBuf {
 enum Role {
     /// `actor_host.py` on a free app port; `boot` tags its events.
     Host { boot: u32 },
+    /// `actor_grpc_host.py`: a gRPC app on a free app port.
+    GrpcHost,
     /// `actor_client.py`, no app port.
     Client,
 }
@@ -169,7 +260,7 @@ impl Setup {
         self.dir.path().join(format!("{name}.log"))
     }
 
-    /// `outrigger run --app-id <id> [--app-port <free>] --data-dir .. --registry-folder .. -- python <script>`.
+    /// `outrigger run --app-id <id> [--app-protocol grpc] [--app-port <free>] --data-dir .. --registry-folder .. -- python <script>`.
     fn start(&self, name: &str, role: Role, env: &[(&str, &str)]) -> Run {
         let local = outrigger().with_file_name("outrigger-local");
         assert!(
@@ -192,12 +283,25 @@ impl Setup {
                     .arg(support::free_port().to_string())
                     .env("ACTOR_BOOT", boot.to_string());
             }
+            Role::GrpcHost => {
+                command
+                    .args([
+                        "--app-id",
+                        "actor-host",
+                        "--app-protocol",
+                        "grpc",
+                        "--app-port",
+                    ])
+                    .arg(support::free_port().to_string())
+                    .env("ACTOR_BOOT", "1");
+            }
             Role::Client => {
                 command.args(["--app-id", "actor-client"]);
             }
         }
         let script = match role {
             Role::Host { .. } => "actor_host.py",
+            Role::GrpcHost => "actor_grpc_host.py",
             Role::Client => "actor_client.py",
         };
         command

@@ -103,13 +103,15 @@ impl Actors {
         }
     }
 
-    /// Host for a gRPC app's actor stream; the returned token is cancelled
-    /// when hosting ends, and cancelling it ends hosting.
+    /// Host for a gRPC app's actor stream. Cancelling the first token (or
+    /// the gateway's shutdown) stops hosting; the second is cancelled once
+    /// hosting is over, its actors deactivated (through the stream, so its
+    /// answers must be read until then).
     pub(super) fn host_stream(
         self: &Arc<Self>,
         config: config::HostConfig,
         app: Arc<StreamApp>,
-    ) -> Result<CancellationToken, tonic::Status> {
+    ) -> Result<(CancellationToken, CancellationToken), tonic::Status> {
         let Some(context) = self.hosting.get() else {
             return Err(tonic::Status::unavailable("the gateway is still starting"));
         };
@@ -125,15 +127,17 @@ impl Actors {
             )
             .into());
         };
-        let ended = context.shutdown.child_token();
-        let (actors, until) = (Arc::clone(self), ended.clone());
+        let stop = context.shutdown.child_token();
+        let over = CancellationToken::new();
+        let (actors, until, done) = (Arc::clone(self), stop.clone(), over.clone());
         context.tracker.spawn(async move {
             actors
                 .host_until(store, config, ActorApp::Stream(app), until.clone())
                 .await;
             until.cancel();
+            done.cancel();
         });
-        Ok(ended)
+        Ok((stop, over))
     }
 
     async fn host_until(

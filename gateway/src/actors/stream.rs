@@ -49,7 +49,8 @@ enum Answer {
 #[derive(Debug)]
 pub(crate) struct StreamApp {
     out: mpsc::Sender<Result<pb::SubscribeActorEventsResponseAlpha1, Status>>,
-    pending: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+    /// `None` once the app's stream has ended: nothing more will be answered.
+    pending: Mutex<Option<HashMap<String, oneshot::Sender<Answer>>>>,
     next: AtomicU64,
 }
 
@@ -142,7 +143,7 @@ impl StreamApp {
     ) -> Self {
         Self {
             out,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Some(HashMap::new())),
             next: AtomicU64::new(1),
         }
     }
@@ -150,8 +151,11 @@ impl StreamApp {
     async fn ask(&self, request: impl FnOnce(String) -> Out) -> Result<Answer, String> {
         let id = self.next.fetch_add(1, Ordering::Relaxed).to_string();
         let (tx, rx) = oneshot::channel();
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(id.clone(), tx);
+        match self.pending.lock().as_deref_mut() {
+            Ok(Some(pending)) => {
+                pending.insert(id.clone(), tx);
+            }
+            _ => return Err("the app's actor stream is closed".into()),
         }
         let message = pb::SubscribeActorEventsResponseAlpha1 {
             response_type: Some(request(id.clone())),
@@ -171,8 +175,16 @@ impl StreamApp {
     }
 
     fn forget(&self, id: &str) {
-        if let Ok(mut pending) = self.pending.lock() {
+        if let Ok(Some(pending)) = self.pending.lock().as_deref_mut() {
             pending.remove(id);
+        }
+    }
+
+    /// The app's stream ended: fail what it left unanswered, and whatever
+    /// is asked later, at once.
+    fn close(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.take();
         }
     }
 
@@ -203,7 +215,11 @@ impl StreamApp {
                 return;
             }
         };
-        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        let waiter = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.as_mut().and_then(|p| p.remove(&id)));
         match waiter {
             Some(waiter) => {
                 let _ = waiter.send(answer);
@@ -359,7 +375,7 @@ pub(crate) async fn serve(
     }
     let (tx, rx) = mpsc::channel(256);
     let app = Arc::new(StreamApp::new(tx.clone()));
-    let ended = actors.host_stream(config, Arc::clone(&app))?;
+    let (stop, over) = actors.host_stream(config, Arc::clone(&app))?;
     tx.send(Ok(pb::SubscribeActorEventsResponseAlpha1 {
         response_type: Some(Out::InitialResponse(
             pb::SubscribeActorEventsResponseInitialAlpha1 {},
@@ -368,17 +384,21 @@ pub(crate) async fn serve(
     .await
     .map_err(|_| Status::cancelled("the app closed the stream"))?;
     tokio::spawn(async move {
+        // Answers are read until hosting is over, not merely stopping: at
+        // shutdown the actors are deactivated through this stream.
         loop {
             tokio::select! {
-                () = ended.cancelled() => break,
+                () = over.cancelled() => break,
                 message = inbound.message() => match message {
                     Ok(Some(message)) => app.answer(message),
                     Ok(None) | Err(_) => break,
                 },
             }
         }
-        // The stream is gone: stop hosting (its actors move elsewhere).
-        ended.cancel();
+        // The stream is gone: nothing unanswered will be, and hosting stops
+        // (its actors move elsewhere).
+        app.close();
+        stop.cancel();
     });
     Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
 }

@@ -5,7 +5,10 @@ gateway finds the host's gateway through the shared actor state store.
 CLIENT_MODE=main: methods, state (SDK and HTTP), a timer, idle deactivation
 and reentrancy on and off. CLIENT_MODE=reminders: reminders fire, and a
 durable one (`later`, due in LATER_DUE_MS) is registered for the test to
-see fire after the host restarts. Host events are read from ACTOR_EVENTS.
+see fire after the host restarts. CLIENT_MODE=grpc-host (the host is
+actor_grpc_host.py, a gRPC app hosting DemoActor over the actor event
+stream): methods, state, a timer, idle deactivation, and reminders whose
+data arrives intact. Host events are read from ACTOR_EVENTS.
 Prints "<mode> actor client checks passed" on success."""
 
 import asyncio
@@ -192,6 +195,35 @@ async def reminder_checks():
     assert not events("reminder", "rem-1", name="later"), "the durable reminder fired early"
 
 
+async def check_reminder_data():
+    """Reminders registered by the actor (through the gateway's gRPC
+    RegisterActorReminder when the host is a gRPC app) fire with the data
+    they were registered with."""
+    rem = demo("rem-1")
+    payload = {"k": "once", "n": [1, 2.5, None, True], "text": "h\u00e9llo \u2603", "empty": {}}
+    await rem.StartReminder({"name": "soon", "due_ms": 100, "payload": payload})
+    [soon] = await wait_events("reminder", "rem-1", name="soon")
+    assert soon["payload"] == payload, soon
+
+    await rem.StartReminder({"name": "every", "due_ms": 100, "period_ms": 300, "payload": "text"})
+    every = await wait_events("reminder", "rem-1", count=2, name="every")
+    assert all(e["payload"] == "text" for e in every), every
+    await rem.StopReminder({"name": "every"})
+    stopped = len(events("reminder", "rem-1", name="every"))
+    await asyncio.sleep(1.0)  # three periods
+    after = len(events("reminder", "rem-1", name="every"))
+    assert after <= stopped + 1, f"the reminder kept firing after it was unregistered: {stopped} -> {after}"
+    # The one-shot reminder was taken once (the app's answer was accepted).
+    assert len(events("reminder", "rem-1", name="soon")) == 1, events("reminder", "rem-1")
+
+
+async def grpc_host_checks():
+    await check_methods_and_state()
+    await asyncio.gather(check_timer(), check_idle_deactivation(), check_reminder_data())
+
+
 MODE = os.environ.get("CLIENT_MODE", "main")
-asyncio.run({"main": main_checks, "reminders": reminder_checks}[MODE]())
+asyncio.run(
+    {"main": main_checks, "reminders": reminder_checks, "grpc-host": grpc_host_checks}[MODE]()
+)
 print(f"{MODE} actor client checks passed", flush=True)

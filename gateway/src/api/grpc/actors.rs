@@ -1,7 +1,8 @@
 //! The actor rpcs of the `Dapr` service: the same runtime calls as the
-//! HTTP API. Reminder and timer `data` bytes that hold JSON are kept as
-//! that JSON (so HTTP and gRPC read each other's reminders); other bytes
-//! are kept base64-encoded.
+//! HTTP API. Reminder `data` bytes are stored as daprd stores them (a base64
+//! string, which is what the SDKs expect back when the reminder fires);
+//! timer `data` bytes that hold JSON are kept as that JSON, other bytes
+//! base64-encoded.
 
 use base64::Engine;
 use tonic::{Response, Status};
@@ -19,6 +20,17 @@ fn data_json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or_else(|_| {
         serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
     })
+}
+
+/// Reminder data as daprd stores it: Go's `json.Marshal` of the raw bytes,
+/// a base64 string. That is also what the SDKs send as `data` over HTTP
+/// (and expect back when the reminder fires), so an SDK's gRPC and HTTP
+/// registrations store the same value.
+fn data_base64(bytes: &[u8]) -> serde_json::Value {
+    if bytes.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 fn json_any(value: &serde_json::Value) -> Option<prost_types::Any> {
@@ -124,7 +136,7 @@ pub(super) async fn register_reminder(
         due_time: r.due_time,
         period: r.period,
         ttl: r.ttl,
-        data: data_json(&r.data),
+        data: data_base64(&r.data),
         misfire: String::new(),
     };
     rt.actors
