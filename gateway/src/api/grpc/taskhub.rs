@@ -16,14 +16,6 @@ use crate::api::Runtime;
 /// How long a `Complete*` call waits for its result to be recorded.
 const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Answer the worker once the completion is recorded (or the engine gave up
-/// on it: then it is sent again later, so the worker need not retry).
-async fn recorded(
-    ack: tokio::sync::oneshot::Receiver<()>,
-) -> Result<Response<dt::CompleteTaskResponse>, Status> {
-    let _ = tokio::time::timeout(RECORD_WAIT, ack).await;
-    Ok(Response::new(dt::CompleteTaskResponse {}))
-}
 use crate::workflows::{Completion, Instance};
 
 /// The service over one gateway's runtime.
@@ -36,6 +28,19 @@ impl TaskHubService {
     /// Over `rt`.
     pub fn new(rt: Arc<Runtime>) -> Self {
         Self { rt }
+    }
+
+    /// Hand a worker's completion to the engine and answer once it is
+    /// recorded (or the engine gave up on it: then the work item is sent
+    /// again later, so the worker need not retry).
+    async fn complete(
+        &self,
+        token: &str,
+        completion: Completion,
+    ) -> Result<Response<dt::CompleteTaskResponse>, Status> {
+        let recorded = self.rt.workflows.workers().complete(token, completion)?;
+        let _ = tokio::time::timeout(RECORD_WAIT, recorded).await;
+        Ok(Response::new(dt::CompleteTaskResponse {}))
     }
 }
 
@@ -227,12 +232,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
     ) -> Result<Response<dt::CompleteTaskResponse>, Status> {
         let r = request.into_inner();
         let token = r.completion_token.clone();
-        let ack = self
-            .rt
-            .workflows
-            .workers()
-            .complete(&token, Completion::Activity(r))?;
-        recorded(ack).await
+        self.complete(&token, Completion::Activity(r)).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "CompleteOrchestratorTask"))]
@@ -242,12 +242,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
     ) -> Result<Response<dt::CompleteTaskResponse>, Status> {
         let r = request.into_inner();
         let token = r.completion_token.clone();
-        let ack = self
-            .rt
-            .workflows
-            .workers()
-            .complete(&token, Completion::Workflow(r))?;
-        recorded(ack).await
+        self.complete(&token, Completion::Workflow(r)).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "CompleteWorkflowTask"))]
@@ -257,12 +252,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
     ) -> Result<Response<dt::CompleteTaskResponse>, Status> {
         let r = request.into_inner();
         let token = r.completion_token.clone();
-        let ack = self
-            .rt
-            .workflows
-            .workers()
-            .complete(&token, Completion::Workflow(r))?;
-        recorded(ack).await
+        self.complete(&token, Completion::Workflow(r)).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "ListInstanceIDs"))]
