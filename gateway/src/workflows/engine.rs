@@ -144,6 +144,7 @@ impl Engine {
         {
             return;
         }
+        self.workers.stop_on(shutdown.clone());
         if let Some(placement) = placement {
             self.distributed
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -613,9 +614,18 @@ impl Engine {
             }
             match self.step(&id).await {
                 Ok(()) => pause = Duration::from_millis(50),
+                Err(why) if why == super::workers::SHUTTING_DOWN => break,
                 Err(why) => {
                     tracing::warn!(instance_id = %id, reason = %why, "workflow step failed; retrying");
-                    tokio::time::sleep(pause).await;
+                    let stop = self
+                        .context
+                        .get()
+                        .map(|(_, s)| s.clone())
+                        .unwrap_or_default();
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
                     pause = (pause * 2).min(Duration::from_secs(2));
                     continue;
                 }
@@ -1170,6 +1180,10 @@ impl Engine {
                     Ok((Completion::Workflow(_), _)) => {
                         tracing::warn!(instance_id = %id, "a workflow step answered an activity; sending it again");
                     }
+                    Err(why) if why == super::workers::SHUTTING_DOWN => {
+                        engine.unclaim(&id, &execution, task_id);
+                        return;
+                    }
                     Err(why) => {
                         tracing::debug!(instance_id = %id, task_id, reason = %why, "activity not completed; sending it again");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1190,6 +1204,12 @@ impl Engine {
             };
             let mut delay = Duration::from_millis(100);
             loop {
+                if let Some((_, stop)) = engine.context.get()
+                    && stop.is_cancelled()
+                {
+                    // Not recorded: the next owner sends it again.
+                    break;
+                }
                 match engine
                     .deliver(&id, Some(&execution), unscheduled(kind.clone()), |m| {
                         m.activities.remove(&task_id).is_some()
@@ -1235,6 +1255,12 @@ impl Engine {
             }));
             let mut delay = Duration::from_millis(100);
             loop {
+                if let Some((_, stop)) = engine.context.get()
+                    && stop.is_cancelled()
+                {
+                    // Not recorded: the next owner sends it again.
+                    break;
+                }
                 match engine
                     .deliver(&id, Some(&execution), fired.clone(), |m| {
                         m.timers.remove(&timer_id).is_some()

@@ -15,6 +15,13 @@ use tonic::Status;
 
 use outrigger_proto::durabletask as dt;
 
+/// What [`Workers::run`] answers once the gateway is stopping.
+pub(crate) const SHUTTING_DOWN: &str = "the gateway is shutting down";
+
+/// A token never cancelled, for workers without a stop token.
+static NEVER: std::sync::LazyLock<tokio_util::sync::CancellationToken> =
+    std::sync::LazyLock::new(tokio_util::sync::CancellationToken::new);
+
 /// How often workers that asked for health pings get one.
 const HEALTH_PING_EVERY: Duration = Duration::from_secs(10);
 
@@ -49,6 +56,7 @@ pub struct Workers {
     pending: Mutex<HashMap<String, Waiting>>,
     next: AtomicU64,
     joined: Notify,
+    stop: std::sync::OnceLock<tokio_util::sync::CancellationToken>,
 }
 
 /// Removes a worker when its stream is dropped (the client went away).
@@ -118,6 +126,18 @@ impl Workers {
         self.connected.lock().map(|c| c.streams.len()).unwrap_or(0)
     }
 
+    /// Stop waiting (for workers and completions) once `stop` is cancelled.
+    pub(crate) fn stop_on(&self, stop: tokio_util::sync::CancellationToken) {
+        let _ = self.stop.set(stop);
+    }
+
+    fn stopping(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        match self.stop.get() {
+            Some(stop) => stop.cancelled(),
+            None => NEVER.cancelled(),
+        }
+    }
+
     /// Wait until at least one worker is connected.
     pub(crate) async fn wait_for_any(&self) {
         loop {
@@ -149,8 +169,11 @@ impl Workers {
             if let Some(found) = self.pick() {
                 break found;
             }
-            // Wait for a worker (re-checking now and then).
-            let _ = tokio::time::timeout(Duration::from_secs(1), joined).await;
+            // Wait for a worker (re-checking now and then), or shutdown.
+            tokio::select! {
+                () = self.stopping() => return Err(SHUTTING_DOWN.into()),
+                _ = tokio::time::timeout(Duration::from_secs(1), joined) => {}
+            }
         };
         let token = format!("{worker}-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
@@ -165,8 +188,11 @@ impl Workers {
             self.disconnect(worker);
             return Err("the worker's stream closed".into());
         }
-        rx.await
-            .map_err(|_| "the worker disconnected before completing the work item".into())
+        tokio::select! {
+            () = self.stopping() => Err(SHUTTING_DOWN.into()),
+            answer = rx => answer
+                .map_err(|_| "the worker disconnected before completing the work item".into()),
+        }
     }
 
     /// A worker completes the work item of `token`; the receiver resolves
