@@ -25,6 +25,11 @@ use crate::error::{ApiError, codes};
 pub use records::{Failure, Instance, Status};
 pub use workers::{Completion, Workers};
 
+/// Unix milliseconds of a protobuf timestamp.
+pub fn millis(ts: &prost_types::Timestamp) -> i64 {
+    events::millis(ts)
+}
+
 /// A protobuf timestamp of Unix milliseconds.
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     events::timestamp(ms)
@@ -145,6 +150,21 @@ impl Workflows {
         instance_id: Option<String>,
         input: Option<String>,
     ) -> Result<String, ApiError> {
+        self.start_instance_at(name, instance_id, input, None).await
+    }
+
+    /// [`Workflows::start_instance`], with the first step held until
+    /// `start_at_ms` (Unix ms) when that is in the future.
+    ///
+    /// # Errors
+    /// As for [`Workflows::start_instance`].
+    pub async fn start_instance_at(
+        &self,
+        name: &str,
+        instance_id: Option<String>,
+        input: Option<String>,
+        start_at_ms: Option<i64>,
+    ) -> Result<String, ApiError> {
         if name.is_empty() {
             return Err(ApiError::new(
                 codes::ERR_WORKFLOW_NAME_MISSING,
@@ -159,7 +179,7 @@ impl Workflows {
             None => uuid::Uuid::new_v4().simple().to_string(),
         };
         self.engine()?
-            .start_instance(name, &id, input, None)
+            .start_instance(name, &id, input, None, start_at_ms)
             .await?;
         Ok(id)
     }

@@ -60,6 +60,7 @@ async fn python_workflow_timers_events_and_control() {
             "events_buffered",
             "terminate",
             "suspend_resume",
+            "scheduled_start",
         ],
     )
     .await;

@@ -307,6 +307,7 @@ impl Engine {
         id: &str,
         input: Option<String>,
         parent: Option<Parent>,
+        start_at_ms: Option<i64>,
     ) -> Result<(), ApiError> {
         let execution_id = uuid::Uuid::new_v4().simple().to_string();
         let key = self.meta_key(id);
@@ -319,6 +320,7 @@ impl Engine {
             input: input.clone(),
             execution_id: execution_id.clone(),
             parent: parent.clone(),
+            start_at_ms: start_at_ms.filter(|at| *at > now),
             inbox: vec![events::pack(&events::started(
                 name,
                 id,
@@ -753,6 +755,13 @@ impl Engine {
         if meta.suspended || meta.inbox.is_empty() {
             return Ok(());
         }
+        if let Some(at) = meta.start_at_ms
+            && at > now_ms()
+        {
+            // A scheduled start: come back then.
+            self.wake_at(id, at);
+            return Ok(());
+        }
         let taken = meta.inbox.clone();
         let mut new_events = vec![events::step_started()];
         new_events.extend(taken.iter().filter_map(|e| events::unpack(e)));
@@ -1041,7 +1050,8 @@ impl Engine {
             }
         }
         for (target, name, input) in effects.detached {
-            if let Err(err) = Box::pin(self.start_instance(&name, &target, input, None)).await {
+            if let Err(err) = Box::pin(self.start_instance(&name, &target, input, None, None)).await
+            {
                 tracing::warn!(instance_id = id, target, error = %err, "a detached workflow could not start");
             }
         }
@@ -1129,6 +1139,26 @@ impl Engine {
             self.kick(id);
         }
         Ok(outcome)
+    }
+
+    /// Run a step for `id` at `at_ms` (Unix ms).
+    fn wake_at(&self, id: &str, at_ms: i64) {
+        let Some(engine) = self.this() else {
+            return;
+        };
+        let id = id.to_owned();
+        self.spawn(async move {
+            let wait = u64::try_from(at_ms - now_ms()).unwrap_or(0);
+            let stop = engine
+                .context
+                .get()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_millis(wait)) => engine.kick(&id),
+            }
+        });
     }
 
     // === outbox ===
@@ -1291,7 +1321,7 @@ impl Engine {
         };
         self.spawn(async move {
             if let Err(err) = engine
-                .start_instance(&child.name, &child.instance_id, child.input, Some(parent))
+                .start_instance(&child.name, &child.instance_id, child.input, Some(parent), None)
                 .await
             {
                 tracing::warn!(child = %child.instance_id, error = %err, "a child workflow could not start");

@@ -213,6 +213,9 @@ pub(crate) struct Meta {
     pub(crate) all_children: Vec<String>,
     /// Suspended: steps wait until resumed.
     pub(crate) suspended: bool,
+    /// A scheduled start (Unix ms): no step runs before it.
+    #[serde(default)]
+    pub(crate) start_at_ms: Option<i64>,
 }
 
 impl Meta {

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import grpc
 
@@ -360,6 +360,19 @@ def check_timer():
     assert 2.0 <= elapsed < 10.0, elapsed
 
 
+def check_scheduled_start():
+    # start_at holds the first step: PENDING until then, done soon after.
+    started = time.monotonic()
+    at = datetime.now(timezone.utc) + timedelta(seconds=2)
+    client.schedule_new_workflow(sleeper, input=0, instance_id="scheduled-1", start_at=at)
+    early = client.get_workflow_state("scheduled-1")
+    assert early.runtime_status == wf.WorkflowStatus.PENDING, early.runtime_status
+    state = client.wait_for_workflow_completion("scheduled-1", timeout_in_seconds=20)
+    assert state.runtime_status == wf.WorkflowStatus.COMPLETED, state.runtime_status
+    elapsed = time.monotonic() - started
+    assert 1.9 <= elapsed < 10.0, elapsed
+
+
 def check_event_arrives():
     started = time.monotonic()
     client.schedule_new_workflow(approval, input=30, instance_id="approval-yes")
@@ -589,6 +602,7 @@ GROUPS = {
         check_events_buffered,
         check_terminate,
         check_suspend_resume,
+        check_scheduled_start,
     ],
     "continue-as-new": [check_continue_as_new, check_continue_as_new_keeps_events],
 }

@@ -97,10 +97,14 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         request: Request<dt::CreateInstanceRequest>,
     ) -> Result<Response<dt::CreateInstanceResponse>, Status> {
         let r = request.into_inner();
+        let start_at = r
+            .scheduled_start_timestamp
+            .as_ref()
+            .map(crate::workflows::millis);
         let instance_id = self
             .rt
             .workflows
-            .start_instance(&r.name, Some(r.instance_id), r.input)
+            .start_instance_at(&r.name, Some(r.instance_id), r.input, start_at)
             .await?;
         Ok(Response::new(dt::CreateInstanceResponse { instance_id }))
     }
