@@ -12,11 +12,11 @@
 //! - calls to one actor id (every call waits for that actor's turn) and
 //!   spread over 10 000 ids activated beforehand, over HTTP (1, 16, 64
 //!   concurrent clients) and gRPC `InvokeActor`; p50/p99 and calls/s, with
-//!   the gateway's CPU per call;
+//!   the CPU per call of the gateway and of all the benchmark's processes;
 //! - activation: the first call to each of 1 000 ids never seen before;
 //! - reminders: 1 000 actors with one fire-once reminder each, due at once
-//!   on registration, then all due together at a later instant: fires/s
-//!   and lateness as the app sees them.
+//!   on registration, then 200 all due together at a later instant:
+//!   fires/s and lateness as the app sees them, repeated calls, failures.
 //!
 //! The same calls straight to the app, and one round trip to another
 //! process (the machine's floor), give the baselines.
@@ -24,6 +24,7 @@
 
 mod support {
     pub(crate) mod actor_app;
+    pub(crate) mod actor_reminders;
     pub(crate) mod pingpong;
     pub(crate) mod proc;
 }
@@ -38,9 +39,9 @@ use hyper_util::rt::TokioExecutor;
 use outrigger_component_sdk::ComponentServer;
 use outrigger_proto::runtime as pb;
 
-use support::actor_app::{ACTOR_TYPE, Fire, now_us};
+use support::actor_app::ACTOR_TYPE;
 
-type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+pub(crate) type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 type Grpc = pb::dapr_client::DaprClient<outrigger::components::channel::UdsChannel>;
 
 /// The goal for actor calls through one gateway on this machine.
@@ -62,7 +63,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
@@ -78,7 +79,13 @@ struct Stats {
     ops: f64,
     /// The gateway's user + system CPU per call (zero without a gateway).
     cpu: Duration,
+    /// The CPU per call of every process of the benchmark: the client (this
+    /// process), the gateway, the app and the components.
+    all_cpu: Duration,
 }
+
+/// This process, the app and the components (the gateway is per row).
+static PROCESSES: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
 
 /// `n` calls of `op` (given a distinct index each) over `clients` loops.
 async fn measure<F, Fut>(n: usize, clients: usize, gateway: Option<u32>, op: F) -> Stats
@@ -88,7 +95,15 @@ where
 {
     let per = n / clients;
     let cpu = || gateway.map_or(Duration::ZERO, support::proc::cpu_time);
-    let cpu_before = cpu();
+    let others = || -> Duration {
+        PROCESSES
+            .get()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|pid| support::proc::cpu_time(*pid))
+            .sum()
+    };
+    let (cpu_before, others_before) = (cpu(), others());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -114,10 +129,11 @@ where
         p99: percentile(&times, 0.99),
         ops: times.len() as f64 / elapsed.as_secs_f64(),
         cpu: cpu().saturating_sub(cpu_before) / times.len() as u32,
+        all_cpu: (cpu() + others()).saturating_sub(cpu_before + others_before) / times.len() as u32,
     }
 }
 
-async fn send(client: &Http, method: &str, uri: &str, body: Vec<u8>) -> (u16, Bytes) {
+pub(crate) async fn send(client: &Http, method: &str, uri: &str, body: Vec<u8>) -> (u16, Bytes) {
     let request = http::Request::builder()
         .method(method)
         .uri(uri)
@@ -147,21 +163,46 @@ async fn call(client: &Http, prefix: &str, id: &str) {
     );
 }
 
-/// HTTP calls to `prefix` + an id that `id_of` picks from the call's index.
+/// A client of its own for each row, so every row starts with as many
+/// connections as it has clients, whatever ran before it.
+fn new_client() -> Http {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http()
+}
+
+/// HTTP calls to `prefix` + an id that `id_of` picks from the call's index,
+/// on a new client whose connections are opened first (calls to `hot`).
 async fn http_row(
-    client: &Http,
     prefix: &str,
     n: usize,
     clients: usize,
     gateway: Option<u32>,
     id_of: fn(usize) -> String,
 ) -> Stats {
-    let (client, prefix) = (client.clone(), prefix.to_owned());
+    let (client, prefix) = (new_client(), prefix.to_owned());
+    let opening = (0..clients).map(|_| call(&client, &prefix, "hot"));
+    futures::future::join_all(opening).await;
     measure(n, clients, gateway, move |i| {
         let (client, prefix) = (client.clone(), prefix.clone());
         async move { call(&client, &prefix, &id_of(i)).await }
     })
     .await
+}
+
+/// One actor call over gRPC `InvokeActor`.
+async fn grpc_call(mut grpc: Grpc, id: String) {
+    let reply = grpc
+        .invoke_actor(pb::InvokeActorRequest {
+            actor_type: ACTOR_TYPE.into(),
+            actor_id: id,
+            method: "work".into(),
+            data: BODY.to_vec(),
+            metadata: HashMap::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().data, REPLY);
 }
 
 /// The spread rows' ids: `a-0` .. `a-9999`, visited in a scattered order.
@@ -184,27 +225,29 @@ fn row(name: &str, s: &Stats, direct: Option<&Stats>) {
         format!("{:>6.1}", us(s.cpu))
     };
     println!(
-        "{name:<44} {:>9.1} {:>9.1} {:>9.0}  {vs}  {cpu}",
+        "{name:<44} {:>9.1} {:>9.1} {:>9.0}  {vs}  {cpu}  {:>7.1}",
         us(s.p50),
         us(s.p99),
         s.ops,
+        us(s.all_cpu),
     );
 }
 
 fn header() {
     println!(
-        "{:<44} {:>9} {:>9} {:>9}  {:>16}  {:>6}",
-        "row", "p50 µs", "p99 µs", "calls/s", "p50 / tput vs app", "GW CPU"
+        "{:<44} {:>9} {:>9} {:>9}  {:>16}  {:>6}  {:>7}",
+        "row", "p50 µs", "p99 µs", "calls/s", "p50 / tput vs app", "GW CPU", "all CPU"
     );
 }
 
 /// The gateway for one actor state store, and how to reach it.
-struct Gateway {
+pub(crate) struct Gateway {
     child: tokio::process::Child,
     pid: Option<u32>,
     /// `http://127.0.0.1:PORT/v1.0/actors/Bench/`.
     actors: String,
-    grpc: Grpc,
+    /// Its gRPC API.
+    grpc: std::net::SocketAddr,
 }
 
 async fn start_gateway(
@@ -219,6 +262,8 @@ async fn start_gateway(
     std::fs::create_dir_all(&resources).unwrap();
     std::fs::write(resources.join("actorstore.yaml"), yaml).unwrap();
     let (http_port, grpc_port) = (free_port(), free_port());
+    // Its log goes to a file, summarised after the rows (warnings are findings).
+    let log = std::fs::File::create(dir.join(format!("gateway-{store}.log"))).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"))
         .args([
             "--app-id",
@@ -237,6 +282,9 @@ async fn start_gateway(
         .arg(sockets)
         .arg("--registry-folder")
         .arg(dir.join("registry"))
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -263,9 +311,7 @@ async fn start_gateway(
         pid: child.id(),
         child,
         actors: format!("{base}/v1.0/actors/{ACTOR_TYPE}/"),
-        grpc: pb::dapr_client::DaprClient::new(outrigger::components::channel::lazy_tcp(
-            std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port)),
-        )),
+        grpc: std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port)),
     }
 }
 
@@ -275,7 +321,6 @@ struct Summary {
     best: f64,
     warm_p50: Duration,
     fresh_p50: Duration,
-    fires: f64,
 }
 
 /// Every row for one actor state store.
@@ -298,12 +343,12 @@ async fn store_rows(
     // One actor: every call waits for the one before it (the turn lock).
     call(client, &gw.actors, "hot").await;
     for &clients in &CONCURRENCY[..2] {
-        let s = http_row(client, &gw.actors, n, clients, gw.pid, one_id).await;
+        let s = http_row(&gw.actors, n, clients, gw.pid, one_id).await;
         let name = format!("{store}: one id, {clients} client(s)");
         row(&name, &s, direct.get(&clients));
     }
     // Activate every spread id first (16 clients), timed as a bonus.
-    let warm = http_row(client, &gw.actors, SPREAD, 16, gw.pid, |i| format!("a-{i}")).await;
+    let warm = http_row(&gw.actors, SPREAD, 16, gw.pid, |i| format!("a-{i}")).await;
     row(
         &format!("{store}: activating {SPREAD} ids, 16 clients"),
         &warm,
@@ -312,7 +357,7 @@ async fn store_rows(
     let mut best = 0f64;
     let mut warm_p50 = Duration::ZERO;
     for &clients in CONCURRENCY {
-        let s = http_row(client, &gw.actors, n, clients, gw.pid, spread_id).await;
+        let s = http_row(&gw.actors, n, clients, gw.pid, spread_id).await;
         let name = format!("{store}: {SPREAD} ids (warm), {clients} client(s)");
         row(&name, &s, direct.get(&clients));
         best = best.max(s.ops);
@@ -321,22 +366,10 @@ async fn store_rows(
         }
     }
     for &clients in &CONCURRENCY[..2] {
-        let grpc = gw.grpc.clone();
+        let grpc = Grpc::new(outrigger::components::channel::lazy_tcp(gw.grpc));
+        grpc_call(grpc.clone(), "hot".into()).await;
         let s = measure(n, clients, gw.pid, move |i| {
-            let mut grpc = grpc.clone();
-            async move {
-                let reply = grpc
-                    .invoke_actor(pb::InvokeActorRequest {
-                        actor_type: ACTOR_TYPE.into(),
-                        actor_id: spread_id(i),
-                        method: "work".into(),
-                        data: BODY.to_vec(),
-                        metadata: HashMap::new(),
-                    })
-                    .await
-                    .unwrap();
-                assert_eq!(reply.into_inner().data, REPLY);
-            }
+            grpc_call(grpc.clone(), spread_id(i))
         })
         .await;
         let name = format!("{store}: {SPREAD} ids (warm), gRPC, {clients} client(s)");
@@ -345,7 +378,8 @@ async fn store_rows(
     }
     // Activation: the first call to ids never seen, one at a time.
     let fresh_ids = move |i: usize| format!("fresh-{store}-{i}");
-    let (c, prefix) = (client.clone(), gw.actors.clone());
+    let (c, prefix) = (new_client(), gw.actors.clone());
+    call(&c, &prefix, "hot").await;
     let first = measure(fresh, 1, gw.pid, move |i| {
         let (c, prefix) = (c.clone(), prefix.clone());
         async move { call(&c, &prefix, &fresh_ids(i)).await }
@@ -362,155 +396,67 @@ async fn store_rows(
         us(first.p50) / us(warm_p50),
         us(warm_p50)
     );
-    let fires = reminder_rows(store, client, &gw, reminders).await;
+    support::actor_reminders::reminder_rows(store, client, &gw, reminders, reminders / 5).await;
     let _ = gw.child.kill().await;
+    log_summary(store, &dir.join(format!("gateway-{store}.log")));
     Summary {
         store,
         best,
         warm_p50,
         fresh_p50: first.p50,
-        fires,
     }
 }
 
-/// Register one fire-once reminder on each of `ids` warm actors, due at
-/// `due` (a duration or RFC 3339 time; `None`: "0s", due on registration),
-/// over 16 clients; returns how long the registrations took.
-async fn register(
-    client: &Http,
-    gw: &Gateway,
-    ids: usize,
-    name: &'static str,
-    due: Option<(String, i64)>,
-) -> (Duration, usize) {
-    let start = Instant::now();
-    let clients = 16;
-    let per = ids.div_ceil(clients);
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (client, base, due) = (client.clone(), gw.actors.clone(), due.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut failed = 0;
-            for i in (c * per)..((c + 1) * per).min(ids) {
-                let (due_time, due_us) = due.clone().unwrap_or(("0s".into(), now_us()));
-                let body = serde_json::json!({"dueTime": due_time, "data": {"due": due_us}});
-                let uri = format!("{base}a-{i}/reminders/{name}");
-                let (status, reply) = send(&client, "POST", &uri, body.to_string().into()).await;
-                if status != 204 {
-                    failed += 1;
-                    if failed == 1 {
-                        println!(
-                            "  reminder registration failed: {status} {}",
-                            String::from_utf8_lossy(&reply)
-                        );
-                    }
+/// How many warnings the gateway logged, by message.
+fn log_summary(store: &str, log: &std::path::Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+    {
+        let line = strip_ansi(line);
+        let line = line.as_str();
+        // The message: after the target's ": ", before the first field.
+        let message = line
+            .split_once(": ")
+            .map_or(line, |(_, m)| m)
+            .split(" actor_type=")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        match counts.iter_mut().find(|(m, _)| *m == message) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((message, 1)),
+        }
+    }
+    if counts.is_empty() {
+        println!("{store}: the gateway logged no warnings");
+    }
+    for (message, n) in counts {
+        println!("{store}: the gateway logged {n} × \"{message}\"");
+    }
+}
+
+/// `line` without terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
                 }
             }
-            failed
-        }));
-    }
-    let mut failed = 0;
-    for task in tasks {
-        failed += task.await.unwrap();
-    }
-    (start.elapsed(), failed)
-}
-
-/// Read the app's firings until `expected` distinct ones arrived (or the
-/// patience ran out), then a little longer to catch repeats.
-async fn collect_fires(client: &Http, app: &str, name: &str, expected: usize) -> Vec<Fire> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut fires: Vec<Fire> = Vec::new();
-    let mut extra = None;
-    loop {
-        let (_, body) = send(client, "GET", &format!("{app}/bench/fires"), Vec::new()).await;
-        let got: Vec<Fire> = serde_json::from_slice(&body).unwrap();
-        fires.extend(got.into_iter().filter(|f| f.key.ends_with(name)));
-        let distinct = fires
-            .iter()
-            .map(|f| &f.key)
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        if distinct >= expected && extra.is_none() {
-            extra = Some(Instant::now() + Duration::from_millis(500));
-        }
-        if extra.is_some_and(|at| Instant::now() >= at) || Instant::now() >= deadline {
-            return fires;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Fires/s (from `from_us` to the last fire), lateness p50/p99, repeats.
-fn fire_stats(fires: &[Fire], from_us: i64) -> (f64, Duration, Duration, usize) {
-    let last = fires.iter().map(|f| f.at_us).max().unwrap_or(from_us);
-    let distinct = fires
-        .iter()
-        .map(|f| &f.key)
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let mut late: Vec<Duration> = fires
-        .iter()
-        .map(|f| Duration::from_micros(u64::try_from(f.at_us - f.due_us).unwrap_or(0)))
-        .collect();
-    late.sort();
-    let rate = distinct as f64 / ((last - from_us).max(1) as f64 / 1e6);
-    if late.is_empty() {
-        return (0.0, Duration::ZERO, Duration::ZERO, 0);
-    }
-    (
-        rate,
-        percentile(&late, 0.5),
-        percentile(&late, 0.99),
-        fires.len() - distinct,
-    )
-}
-
-/// Reminder firing on `ids` warm actors: due on registration, then all
-/// due together. Returns the second phase's fires/s.
-async fn reminder_rows(store: &str, client: &Http, gw: &Gateway, ids: usize) -> f64 {
-    let app = APP_URL.get().unwrap().clone();
-    // Phase 1: due as soon as registered ("0s"), 16 clients registering.
-    let from = now_us();
-    let (took, failed) = register(client, gw, ids, "now", None).await;
-    let fires = collect_fires(client, &app, "/now", ids - failed).await;
-    let (rate, p50, p99, repeats) = fire_stats(&fires, from);
-    println!(
-        "{store}: {ids} reminders due on registration: registered in {:.2} s ({:.0}/s, {failed} failed); {} fired, {rate:.0} fires/s from the first registration; lateness after registration p50 {:.1} ms, p99 {:.1} ms; {repeats} repeated",
-        took.as_secs_f64(),
-        ids as f64 / took.as_secs_f64(),
-        fires.len() - repeats,
-        us(p50) / 1e3,
-        us(p99) / 1e3,
-    );
-    // Phase 2: all due at one instant after the registrations are done.
-    let lead = (took * 3 / 2 + Duration::from_millis(500)).max(Duration::from_secs(1));
-    let due_us = now_us() + i64::try_from(lead.as_micros()).unwrap();
-    let due_time = chrono::DateTime::from_timestamp_micros(due_us)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    // The gateway keeps millisecond precision.
-    let due_us = due_us / 1000 * 1000;
-    let (took, failed) = register(client, gw, ids, "later", Some((due_time, due_us))).await;
-    let early = now_us() < due_us;
-    let fires = collect_fires(client, &app, "/later", ids - failed).await;
-    let (rate, p50, p99, repeats) = fire_stats(&fires, due_us);
-    println!(
-        "{store}: {ids} reminders due together: registered in {:.2} s ({failed} failed{}); {} fired, {rate:.0} fires/s from the due time; lateness p50 {:.1} ms, p99 {:.1} ms; {repeats} repeated",
-        took.as_secs_f64(),
-        if early {
-            ""
         } else {
-            ", NOT done by the due time"
-        },
-        fires.len() - repeats,
-        us(p50) / 1e3,
-        us(p99) / 1e3,
-    );
-    rate
+            out.push(c);
+        }
+    }
+    out
 }
 
-static APP_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+pub(crate) static APP_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// outrigger-local and outrigger-postgres, until killed.
 async fn serve_components(sockets: &std::path::Path) {
@@ -566,6 +512,12 @@ async fn main() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let _ = PROCESSES.set(
+        [Some(std::process::id()), app.id(), components.id()]
+            .into_iter()
+            .flatten()
+            .collect(),
+    );
     for name in [outrigger_local::SOCKET, outrigger_postgres::SOCKET] {
         while tokio::net::UnixStream::connect(sockets.join(format!("{name}.sock")))
             .await
@@ -587,20 +539,24 @@ async fn main() {
         .build_http();
 
     println!(
-        "actors benchmark: {n} calls per row; {SPREAD} warm ids; {fresh} fresh ids; {reminders} reminders; the app answers every call at once"
+        "actors benchmark: {n} calls per row; {SPREAD} warm ids; {fresh} fresh ids; {reminders} reminders due on registration, {} due together; the app answers every call at once",
+        reminders / 5
     );
     println!(
         "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs",
         us(floor)
+    );
+    println!(
+        "CPU columns: µs per call, user + system from /proc; GW = the gateway, all = client + gateway + app + components (not the PostgreSQL server)"
     );
     // The app directly, as an actor call would reach it from the gateway.
     let direct_prefix = format!("{app_url}/actors/{ACTOR_TYPE}/");
     let mut direct = HashMap::new();
     println!("\napp directly (no gateway): PUT /actors/{ACTOR_TYPE}/{{id}}/method/work");
     header();
-    http_row(&client, &direct_prefix, n / 10, 1, None, spread_id).await;
+    http_row(&direct_prefix, n / 10, 1, None, spread_id).await;
     for &clients in CONCURRENCY {
-        let s = http_row(&client, &direct_prefix, n, clients, None, spread_id).await;
+        let s = http_row(&direct_prefix, n, clients, None, spread_id).await;
         row(&format!("app directly, {clients} client(s)"), &s, None);
         direct.insert(clients, s);
     }
@@ -660,14 +616,13 @@ async fn main() {
     let app_best = direct.values().map(|s| s.ops).fold(0f64, f64::max);
     for s in &summaries {
         println!(
-            "{}: best actor-call throughput {:.0} calls/s against the goal of {GOAL:.0} calls/s on 2 cores ({:.0} % of it; the app alone {:.0} calls/s); warm call p50 {:.1} µs, first call {:.1} µs; reminders due together {:.0} fires/s",
+            "{}: best actor-call throughput {:.0} calls/s against the goal of {GOAL:.0} calls/s on 2 cores ({:.0} % of it; the app alone {:.0} calls/s); warm call p50 {:.1} µs, first call {:.1} µs",
             s.store,
             s.best,
             s.best / GOAL * 100.0,
             app_best,
             us(s.warm_p50),
             us(s.fresh_p50),
-            s.fires
         );
     }
     println!("whole run: {:.0} s", started.elapsed().as_secs_f64());
