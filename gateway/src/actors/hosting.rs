@@ -16,6 +16,9 @@ use super::{Actors, config};
 use crate::app_channel::HttpApp;
 use crate::error::ApiError;
 
+/// Reminders fired at once by one gateway.
+const FIRING: usize = 64;
+
 /// What hosting needs from the gateway: where peers reach it, where its
 /// background tasks run, and when it stops.
 #[derive(Debug, Clone)]
@@ -203,6 +206,10 @@ impl Actors {
         let Some(reminders) = self.reminders.clone() else {
             return;
         };
+        let Some(tracker) = self.hosting.get().map(|c| c.tracker.clone()) else {
+            return;
+        };
+        let firing = Arc::new(tokio::sync::Semaphore::new(FIRING));
         loop {
             let mut sleep = Duration::from_secs(1);
             for actor_type in &host.config.entities {
@@ -228,13 +235,20 @@ impl Actors {
                         continue;
                     }
                     if reminders.claim(actor_type, &item.reminder) {
-                        tokio::spawn(fire(
+                        // At most FIRING reminders in flight: the scan waits.
+                        let Ok(permit) = Arc::clone(&firing).acquire_owned().await else {
+                            return;
+                        };
+                        let (host, reminders, wake) = (
                             Arc::clone(&host),
                             Arc::clone(&reminders),
-                            actor_type.clone(),
-                            item,
                             Arc::clone(&self.wake),
-                        ));
+                        );
+                        let actor_type = actor_type.clone();
+                        tracker.spawn(async move {
+                            fire(host, reminders, actor_type, item, wake).await;
+                            drop(permit);
+                        });
                     }
                 }
             }

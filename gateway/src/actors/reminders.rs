@@ -11,7 +11,7 @@
 //! `skip` (no call for missed slots) or `catchUp:N` (up to N calls).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +119,9 @@ pub(crate) struct Reminders {
     partitions: Mutex<HashMap<String, u32>>,
     /// `(type, id, name)` being fired by this gateway now.
     in_flight: Mutex<HashSet<(String, String, String)>>,
+    /// One writer per partition on this gateway: its own registrations and
+    /// firings queue here instead of racing each other's compare-and-set.
+    writers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Reminders {
@@ -127,7 +130,18 @@ impl Reminders {
             store,
             partitions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            writers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Wait for this gateway's turn to write partition `key`.
+    async fn writer(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .writers
+            .lock()
+            .map(|mut w| Arc::clone(w.entry(key.to_owned()).or_default()))
+            .unwrap_or_default();
+        lock.lock_owned().await
     }
 
     fn key(actor_type: &str, partition: u32) -> String {
@@ -226,6 +240,7 @@ impl Reminders {
     /// Store `reminder` (replacing one of the same actor and name).
     pub(crate) async fn put(&self, actor_type: &str, reminder: Reminder) -> Result<(), StoreError> {
         let key = self.key_of(actor_type, &reminder.actor_id).await?;
+        let _turn = self.writer(&key).await;
         self.store
             .update::<Partition, _>(&key, |current| {
                 let mut part = current.unwrap_or_default();
@@ -269,6 +284,7 @@ impl Reminders {
         };
         let mut removed = 0;
         for key in keys {
+            let _turn = self.writer(&key).await;
             removed += self
                 .store
                 .update::<Partition, _>(&key, |current| {
@@ -359,6 +375,7 @@ impl Reminders {
         cancel: bool,
     ) -> Result<(), StoreError> {
         let key = self.key_of(actor_type, &fired.actor_id).await?;
+        let _turn = self.writer(&key).await;
         self.store
             .update::<Partition, _>(&key, |current| {
                 let Some(mut part) = current else {

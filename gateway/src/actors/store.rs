@@ -235,7 +235,7 @@ impl Store {
     where
         T: Serialize + DeserializeOwned,
     {
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             let current = self.get::<T>(key).await?;
             let etag = current.as_ref().map(|c| c.etag.clone());
             let (next, result) = change(current.map(|c| c.value));
@@ -247,7 +247,11 @@ impl Store {
             match written {
                 Ok(()) => return Ok(result),
                 Err(StoreError::Conflict) => {
-                    tokio::task::yield_now().await;
+                    // Back off, spread by a little jitter so that racing
+                    // writers (often on other gateways) do not collide again.
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 4;
+                    let pause = (u64::try_from(attempt).unwrap_or(64) + jitter).min(20);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
                 Err(other) => return Err(other),
             }
