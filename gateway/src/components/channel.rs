@@ -23,6 +23,12 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Bytes, Frame};
 use tokio::net::{TcpStream, UnixStream};
 use tonic::body::Body;
+
+/// Per-stream flow-control window of our HTTP/2 channels (1 MiB).
+const WINDOW: u32 = 1024 * 1024;
+
+/// Connection flow-control window of our HTTP/2 channels (16 MiB).
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -126,7 +132,16 @@ impl UdsChannel {
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, connection) = h2::client::handshake(io).await?;
+        // Windows as large as tonic's own transport uses: with h2's default
+        // 64 KiB connection window, its budget for buffered small DATA
+        // frames (half the window) runs out when hundreds of small replies
+        // arrive at once, and h2 closes the connection (ENHANCE_YOUR_CALM,
+        // "too_many_data_frames"), failing every call on it.
+        let (sender, connection) = h2::client::Builder::new()
+            .initial_window_size(WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake(io)
+            .await?;
         let target = Arc::clone(&self.target);
         tokio::spawn(async move {
             if let Err(err) = connection.await {

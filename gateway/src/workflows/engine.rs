@@ -351,12 +351,48 @@ impl Engine {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(id);
         }
-        self.set_index(id, Some(Status::Pending))
-            .await
-            .map_err(failed(codes::ERR_START_WORKFLOW))?;
+        // The instance is stored: run it even if indexing it fails now (the
+        // index is retried in the background; it is what recovery reads).
         self.kick(id);
         self.changed.notify_waiters();
+        if let Err(err) = self.set_index(id, Some(Status::Pending)).await {
+            tracing::warn!(instance_id = id, error = %err, "indexing a new workflow failed; retrying in the background");
+            self.index_later(id, Status::Pending);
+        }
         Ok(())
+    }
+
+    /// Keep trying to index `id` (until it succeeds or the gateway stops).
+    fn index_later(&self, id: &str, status: Status) {
+        let Some(engine) = self.this() else {
+            return;
+        };
+        let id = id.to_owned();
+        self.spawn(async move {
+            let stop = engine
+                .context
+                .get()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            let mut delay = Duration::from_millis(100);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                // Only if the instance did not move on meanwhile.
+                let current = engine.store.get::<Meta>(&engine.meta_key(&id)).await;
+                let status = match current {
+                    Ok(Some(found)) => found.value.view(&id).status,
+                    Ok(None) => return,
+                    Err(_) => status,
+                };
+                if engine.set_index(&id, Some(status)).await.is_ok() {
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
     }
 
     pub(crate) async fn get(&self, id: &str) -> Result<Option<Instance>, ApiError> {
@@ -608,16 +644,23 @@ impl Engine {
 
     async fn run(self: Arc<Self>, id: String) {
         let mut pause = Duration::from_millis(50);
+        let mut repair = false;
         loop {
             if let Some((_, stop)) = self.context.get()
                 && stop.is_cancelled()
             {
                 break;
             }
-            match self.step(&id).await {
-                Ok(()) => pause = Duration::from_millis(50),
+            match self.step(&id, repair).await {
+                Ok(()) => {
+                    pause = Duration::from_millis(50);
+                    repair = false;
+                }
                 Err(why) if why == super::workers::SHUTTING_DOWN => break,
                 Err(why) => {
+                    // The failed step may have committed without our hearing
+                    // of it: the next one re-sends what is outstanding.
+                    repair = true;
                     tracing::warn!(instance_id = %id, reason = %why, "workflow step failed; retrying");
                     let stop = self
                         .context
@@ -724,7 +767,7 @@ impl Engine {
     }
 
     /// One step: show the workflow its history and inbox, apply its actions.
-    async fn step(&self, id: &str) -> Result<(), String> {
+    async fn step(&self, id: &str, repair: bool) -> Result<(), String> {
         let key = self.meta_key(id);
         let Some(found) = self
             .store
@@ -736,6 +779,11 @@ impl Engine {
         };
         let meta = found.value;
         if meta.status().is_terminal() {
+            if repair {
+                // Its last step committed unheard: finish the bookkeeping
+                // (index, parent), which tolerates being done twice.
+                self.finished(id, &meta).await;
+            }
             if let Some(ownership) = self.ownership.get() {
                 ownership.forget(id);
             }
@@ -745,8 +793,11 @@ impl Engine {
             match ownership.claim(id).await.map_err(|e| e.to_string())? {
                 Claim::Elsewhere => return Ok(()),
                 Claim::Taken => self.resume_outbox(id, &meta),
+                Claim::Held if repair => self.resume_outbox(id, &meta),
                 Claim::Held => {}
             }
+        } else if repair {
+            self.resume_outbox(id, &meta);
         } else if self.distributed.load(std::sync::atomic::Ordering::Acquire) {
             // Not in placement yet (no worker connected): the scan after
             // joining runs it.
