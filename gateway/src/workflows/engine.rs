@@ -75,6 +75,7 @@ pub(crate) struct Engine {
     /// Set once placement is joined; `distributed` says whether to wait for it.
     ownership: OnceLock<Arc<Ownership>>,
     distributed: std::sync::atomic::AtomicBool,
+    index_writers: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn failed(entry: codes::Entry) -> impl Fn(StoreError) -> ApiError {
@@ -106,6 +107,7 @@ impl Engine {
             me: OnceLock::new(),
             ownership: OnceLock::new(),
             distributed: std::sync::atomic::AtomicBool::new(false),
+            index_writers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -220,9 +222,23 @@ impl Engine {
         ));
         let _ = self.ownership.set(Arc::clone(&ownership));
         tracing::info!(host_id = placement.id(), "running workflows");
-        let renew_every = placement.ttl() / 4;
-        let mut renew = tokio::time::interval(renew_every);
-        let mut scan = tokio::time::interval(Duration::from_secs(1));
+        // The scan runs in a task of its own: under load a scan can take
+        // longer than a quarter lease, and must never delay the renewal.
+        let (engine, owned, stop) = (Arc::clone(&self), Arc::clone(&ownership), shutdown.clone());
+        self.spawn(async move {
+            let mut scan = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = scan.tick() => {
+                        if let Err(err) = engine.scan(&owned).await {
+                            tracing::warn!(error = %err, "looking for unowned workflow instances failed");
+                        }
+                    }
+                }
+            }
+        });
+        let mut renew = tokio::time::interval(placement.ttl() / 4);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -234,11 +250,6 @@ impl Engine {
                     }
                     Err(err) => tracing::warn!(error = %err, "renewing the workflow placement entry failed"),
                 },
-                _ = scan.tick() => {
-                    if let Err(err) = self.scan(&ownership).await {
-                        tracing::warn!(error = %err, "looking for unowned workflow instances failed");
-                    }
-                }
             }
         }
         if let Err(err) = placement.leave().await {
@@ -286,7 +297,16 @@ impl Engine {
     }
 
     async fn set_index(&self, id: &str, status: Option<Status>) -> Result<(), StoreError> {
-        let key = records::index_key(&self.app_id, records::partition(id));
+        let partition = records::partition(id);
+        let key = records::index_key(&self.app_id, partition);
+        // One writer per partition on this gateway: its own updates queue
+        // here instead of racing each other's compare-and-set.
+        let writer = self
+            .index_writers
+            .lock()
+            .map(|mut w| Arc::clone(w.entry(partition).or_default()))
+            .unwrap_or_default();
+        let _turn = writer.lock().await;
         self.store
             .update::<Index, _>(&key, |current| {
                 let mut part = current.unwrap_or_default();
