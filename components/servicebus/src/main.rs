@@ -1,0 +1,24 @@
+//! `outrigger-servicebus`: serve the Azure Service Bus component.
+//!
+//! Run with:
+//!     outrigger-servicebus     # socket servicebus.sock in $DAPR_COMPONENTS_SOCKETS_FOLDER
+//!
+//! `OUTRIGGER_SERVICEBUS_ENDPOINT=http://127.0.0.1:PORT` sends every Service
+//! Bus request to that base URL instead of Azure (a loopback Service Bus).
+
+use outrigger_component_sdk::{ComponentServer, shutdown_signal};
+use outrigger_servicebus::Transport;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let transport = Transport::from_env()?;
+    outrigger_servicebus::services(ComponentServer::from_env(), transport)
+        .serve(shutdown_signal())
+        .await?;
+    Ok(())
+}
