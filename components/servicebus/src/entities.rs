@@ -198,8 +198,13 @@ impl Entities {
 }
 
 fn denied(kind: Kind, path: &str, status: StatusCode) -> ComponentError {
+    let why = if status == StatusCode::Unauthorized {
+        "the namespace refused the shared access key in connectionString"
+    } else {
+        "the shared access policy in connectionString needs Manage rights, or set disableEntityManagement: \"true\" and create entities yourself"
+    };
     ComponentError::failed_precondition(format!(
-        "managing {} {path}: HTTP {status}: the shared access policy needs Manage rights, or set disableEntityManagement: \"true\" and create entities yourself",
+        "managing {} {path}: HTTP {status}: {why}",
         kind.noun()
     ))
 }
