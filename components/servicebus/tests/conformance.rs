@@ -82,9 +82,20 @@ async fn malformed_connection_strings_are_init_errors_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entra_id_and_unknown_keys_are_init_errors_naming_the_key() {
-    let why = init_failure(Block::Pubsub, &[("namespaceName", "ns.servicebus.windows.net")]).await;
-    assert!(why.contains("namespaceName") && why.contains("connectionString"), "{why}");
-    let why = init_failure(Block::Pubsub, &[("connectionString", "{conn}"), ("noSuchKey", "1")]).await;
+    let why = init_failure(
+        Block::Pubsub,
+        &[("namespaceName", "ns.servicebus.windows.net")],
+    )
+    .await;
+    assert!(
+        why.contains("namespaceName") && why.contains("connectionString"),
+        "{why}"
+    );
+    let why = init_failure(
+        Block::Pubsub,
+        &[("connectionString", "{conn}"), ("noSuchKey", "1")],
+    )
+    .await;
     assert!(why.contains("noSuchKey"), "{why}");
 }
 
@@ -99,7 +110,10 @@ async fn a_missing_queue_without_entity_management_is_an_init_error_naming_queue
         ],
     )
     .await;
-    assert!(why.contains("queueName") && why.contains("never-created"), "{why}");
+    assert!(
+        why.contains("queueName") && why.contains("never-created"),
+        "{why}"
+    );
     let why = init_failure(Block::Bindings, &[("connectionString", "{conn}")]).await;
     assert!(why.contains("queueName"), "{why}");
 }
@@ -117,5 +131,8 @@ async fn a_wrong_key_is_an_init_error_naming_the_connection_string() {
         ],
     )
     .await;
-    assert!(why.contains("401") && why.contains("connectionString"), "{why}");
+    assert!(
+        why.contains("401") && why.contains("connectionString"),
+        "{why}"
+    );
 }

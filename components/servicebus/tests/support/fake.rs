@@ -250,7 +250,10 @@ fn empty_feed() -> String {
 }
 
 fn status(code: StatusCode, detail: &str) -> Response {
-    let body = format!("<Error><Code>{}</Code><Detail>{detail}</Detail></Error>", code.as_u16());
+    let body = format!(
+        "<Error><Code>{}</Code><Detail>{detail}</Detail></Error>",
+        code.as_u16()
+    );
     (code, body).into_response()
 }
 
@@ -264,7 +267,11 @@ impl Namespace {
         let mut exhausted = Vec::new();
         let mut expired = Vec::new();
         for message in queue.messages.values_mut() {
-            if message.lock.as_ref().is_some_and(|(_, until, _)| *until <= now) {
+            if message
+                .lock
+                .as_ref()
+                .is_some_and(|(_, until, _)| *until <= now)
+            {
                 message.lock = None;
                 if message.delivery_count >= queue.max_delivery {
                     exhausted.push(message.sequence);
@@ -400,8 +407,15 @@ impl Bus {
         if se < OffsetDateTime::now_utc().unix_timestamp() {
             return Err("token expired".into());
         }
-        let scope = sr.split('?').next().unwrap_or_default().to_ascii_lowercase();
-        if !resource.to_ascii_lowercase().starts_with(scope.trim_end_matches('/')) {
+        let scope = sr
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !resource
+            .to_ascii_lowercase()
+            .starts_with(scope.trim_end_matches('/'))
+        {
             return Err(format!("token for {sr:?} does not cover {resource:?}"));
         }
         let key = azure_core::auth::Secret::new(azure_core::base64::encode(&self.key));
@@ -477,7 +491,11 @@ fn peeked(message: &Message, path: &str, namespace: &str, locked: bool) -> Respo
     for (name, value) in &message.properties {
         put(name, value);
     }
-    let code = if locked { StatusCode::CREATED } else { StatusCode::OK };
+    let code = if locked {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (code, headers, message.body.clone()).into_response()
 }
 
@@ -547,7 +565,10 @@ async fn handle(
         }
         (Route::Locked(path, token), method) => {
             let mut ns = bus.state.lock().unwrap();
-            let lock_duration = ns.queues.get(&path).map(|q| (q.lock_duration, q.max_delivery));
+            let lock_duration = ns
+                .queues
+                .get(&path)
+                .map(|q| (q.lock_duration, q.max_delivery));
             let message = match ns.locked(&path, &token) {
                 Ok(message) => message,
                 Err(code) => return status(code, "no message with this lock token"),
@@ -591,7 +612,10 @@ fn create(bus: &Bus, path: &str, headers: &HeaderMap, body: &[u8]) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/atom+xml"));
     if !atom {
-        return status(StatusCode::BAD_REQUEST, "Content-Type must be application/atom+xml");
+        return status(
+            StatusCode::BAD_REQUEST,
+            "Content-Type must be application/atom+xml",
+        );
     }
     let description = match parse_description(body) {
         Ok(d) => d,
@@ -601,7 +625,10 @@ fn create(bus: &Bus, path: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     if ns.queues.contains_key(path) || ns.topics.contains_key(path) {
         return status(StatusCode::CONFLICT, "the entity already exists");
     }
-    match (description.element.as_str(), path.split_once("/subscriptions/")) {
+    match (
+        description.element.as_str(),
+        path.split_once("/subscriptions/"),
+    ) {
         ("SubscriptionDescription", Some((topic, name))) if !name.contains('/') => {
             if !ns.topics.contains_key(topic) {
                 return status(StatusCode::NOT_FOUND, "the topic does not exist");
@@ -632,7 +659,12 @@ fn send(bus: &Bus, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
         None => Map::new(),
         Some(raw) => match raw.to_str().ok().and_then(|s| serde_json::from_str(s).ok()) {
             Some(Value::Object(map)) => map,
-            _ => return status(StatusCode::BAD_REQUEST, "BrokerProperties is not a JSON object"),
+            _ => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BrokerProperties is not a JSON object",
+                );
+            }
         },
     };
     let mut properties = Vec::new();
@@ -641,20 +673,36 @@ fn send(bus: &Bus, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
         if NOT_PROPERTIES.contains(&name) || name.starts_with("x-ms-") {
             continue;
         }
-        properties.push((name.to_owned(), value.to_str().unwrap_or_default().to_owned()));
+        properties.push((
+            name.to_owned(),
+            value.to_str().unwrap_or_default().to_owned(),
+        ));
     }
     let ttl = match broker.get("TimeToLive") {
         None => None,
         Some(v) => match v.as_f64().filter(|s| *s > 0.0) {
             Some(secs) => Some(Duration::from_secs_f64(secs)),
-            None => return status(StatusCode::BAD_REQUEST, "TimeToLive must be a positive number"),
+            None => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "TimeToLive must be a positive number",
+                );
+            }
         },
     };
-    let scheduled = match broker.get("ScheduledEnqueueTimeUtc").and_then(Value::as_str) {
+    let scheduled = match broker
+        .get("ScheduledEnqueueTimeUtc")
+        .and_then(Value::as_str)
+    {
         None => None,
         Some(raw) => match OffsetDateTime::parse(&raw.replace(" GMT", " +0000"), &Rfc2822) {
             Ok(t) => Some(t),
-            Err(_) => return status(StatusCode::BAD_REQUEST, "ScheduledEnqueueTimeUtc is not a date"),
+            Err(_) => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "ScheduledEnqueueTimeUtc is not a date",
+                );
+            }
         },
     };
     let settable: Map<String, Value> = broker
@@ -665,10 +713,15 @@ fn send(bus: &Bus, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
         .get("brokerproperties")
         .and_then(|raw| raw.to_str().ok())
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .and_then(|v| v.get("MessageId").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|v| {
+            v.get("MessageId")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let mut ns = bus.state.lock().unwrap();
-    let targets: Vec<String> = if ns.queues.contains_key(path) && !path.contains("/subscriptions/") {
+    let targets: Vec<String> = if ns.queues.contains_key(path) && !path.contains("/subscriptions/")
+    {
         vec![path.to_owned()]
     } else if ns.topics.contains_key(path) {
         let prefix = format!("{path}/subscriptions/");
@@ -692,7 +745,10 @@ fn send(bus: &Bus, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
         let Some(queue) = ns.queues.get_mut(&target) else {
             continue;
         };
-        let limit = [ttl, queue.default_ttl, topic_ttl].into_iter().flatten().min();
+        let limit = [ttl, queue.default_ttl, topic_ttl]
+            .into_iter()
+            .flatten()
+            .min();
         let message = Message {
             sequence,
             body: body.clone(),
@@ -724,9 +780,7 @@ impl FakeServiceBus {
             key: key.into(),
             state: Mutex::new(Namespace::default()),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(bus.clone());
+        let app = axum::Router::new().fallback(handle).with_state(bus.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });

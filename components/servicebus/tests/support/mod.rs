@@ -2,6 +2,7 @@
 //! unique names.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod client;
 pub mod fake;
 
 use std::path::PathBuf;
