@@ -109,6 +109,60 @@ async fn run_delivers_events_to_a_python_subscriber_over_nats() {
     .await;
 }
 
+/// The same subscriber with `pubsub` on Azure Service Bus topics: only the
+/// YAML changes. `outrigger run` starts `outrigger-servicebus`, which talks
+/// to the loopback Service Bus (the servicebus crate's example; no Azure here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_delivers_events_to_a_python_subscriber_over_service_bus() {
+    let loopback = outrigger()
+        .with_file_name("examples")
+        .join("loopback_servicebus");
+    if !loopback.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing under CI: `cargo nextest run --workspace` builds it",
+            loopback.display()
+        );
+        eprintln!(
+            "SKIPPED: {} is missing; build it with `cargo build -p outrigger-servicebus --example loopback_servicebus`",
+            loopback.display()
+        );
+        return;
+    }
+    let mut child = std::process::Command::new(&loopback)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let url = lines.next().unwrap().unwrap();
+    let connection = lines.next().unwrap().unwrap();
+    let _bus = Killed(child);
+    let resources = resources_with_pubsub(|_| {
+        format!(
+            "  type: pubsub.azure.servicebus.topics\n  version: v1\n  metadata:\n  - {{name: connectionString, value: \"{connection}\"}}\n  - {{name: lockRenewalInSec, value: \"5\"}}\n"
+        )
+    });
+    let path = resources.path().display().to_string();
+    run_script_with_env(
+        "subscriber_app.py",
+        "subscriber app checks passed",
+        &["--resources-path", &path],
+        None,
+        &[("OUTRIGGER_SERVICEBUS_ENDPOINT", url.as_str())],
+    )
+    .await;
+}
+
+/// A child process, killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A nats-server process, killed when dropped.
 struct NatsServer(std::process::Child);
 

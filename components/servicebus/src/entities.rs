@@ -10,7 +10,7 @@ use azure_core::{HttpClient, Method, Request, StatusCode, Url};
 use outrigger_component_sdk::ComponentError;
 use quick_xml::events::Event;
 
-use crate::namespace::Namespace;
+use crate::namespace::{Namespace, describe};
 use crate::settings::EntityOptions;
 
 const API_VERSION: &str = "2021-05";
@@ -144,7 +144,10 @@ impl Entities {
                 "{method} {path}: no answer within timeoutInSec ({:?})",
                 self.timeout
             ))),
-            Ok(Err(e)) => Err(ComponentError::unavailable(format!("{method} {path}: {e}"))),
+            Ok(Err(e)) => Err(ComponentError::unavailable(format!(
+                "{method} {path}: {}",
+                describe(&e)
+            ))),
             Ok(Ok(answer)) => Ok(answer),
         }
     }

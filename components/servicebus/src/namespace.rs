@@ -136,6 +136,22 @@ pub fn sas_token(
     ))
 }
 
+/// An `azure_core` error with its causes: its own message alone often says
+/// only "failed to execute `reqwest` request".
+pub(crate) fn describe(err: &azure_core::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn encode(raw: &str) -> String {
     url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::{Incoming, incoming};
+use crate::namespace::describe;
 use crate::settings::Settings;
 
 /// How long one long poll waits for a message.
@@ -69,7 +70,7 @@ enum Polled {
 
 async fn poll(source: &Source) -> Polled {
     match source.peek().await {
-        Err(e) => Polled::Failed(format!("peek-lock: {e}"), false),
+        Err(e) => Polled::Failed(format!("peek-lock: {}", describe(&e)), false),
         Ok(response) => match *response.status() {
             StatusCode::Created | StatusCode::Ok => Polled::Message(Box::new(response)),
             StatusCode::NoContent => Polled::Empty,

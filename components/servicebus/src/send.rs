@@ -9,6 +9,7 @@ use azure_messaging_servicebus::service_bus::SendMessageOptions;
 use outrigger_component_sdk::ComponentError;
 
 use crate::message::Outgoing;
+use crate::namespace::describe;
 use crate::settings::Settings;
 
 /// A copy of `options` (the crate's type is not `Clone`).
@@ -99,7 +100,9 @@ where
             _ if busy(code) => ComponentError::unavailable(format!(
                 "sending to {noun} {name}: still busy after {attempt} retries (publishMaxRetries): {err}"
             )),
-            _ => ComponentError::unavailable(format!("sending to {noun} {name}: {err}")),
+            _ => {
+                ComponentError::unavailable(format!("sending to {noun} {name}: {}", describe(&err)))
+            }
         });
     }
 }
