@@ -32,7 +32,9 @@ async fn direct(bus: &support::FakeServiceBus, n: usize) -> Figures {
     let topic = unique("direct");
     // The component's own entity management creates these in the other run.
     let setup = Component::connect(&serve_fake(bus).await.1, "setup").await;
-    setup.init_pubsub(&[("connectionString", &bus.connection_string())]).await;
+    setup
+        .init_pubsub(&[("connectionString", &bus.connection_string())])
+        .await;
     drop(setup.subscribe(&topic, "g").await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let client = TopicClient::new(http, NAMESPACE, &topic, KEY_NAME, KEY).unwrap();
@@ -43,13 +45,19 @@ async fn direct(bus: &support::FakeServiceBus, n: usize) -> Figures {
             content_type: Some("text/plain".into()),
             ..Default::default()
         };
-        sender.send_message(&format!("m{i}"), Some(options)).await.unwrap();
+        sender
+            .send_message(&format!("m{i}"), Some(options))
+            .await
+            .unwrap();
     }
     let publish = rate(n, start.elapsed());
     let receiver = client.subscription_receiver("g");
     let start = Instant::now();
     for _ in 0..n {
-        let m = receiver.peek_lock_message2(Some(Duration::from_secs(5))).await.unwrap();
+        let m = receiver
+            .peek_lock_message2(Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
         m.delete_message().await.unwrap();
     }
     Figures {
@@ -61,7 +69,8 @@ async fn direct(bus: &support::FakeServiceBus, n: usize) -> Figures {
 async fn through_component(bus: &support::FakeServiceBus, n: usize) -> Figures {
     let (_dir, socket) = serve_fake(bus).await;
     let c = Component::connect(&socket, "bench").await;
-    c.init_pubsub(&[("connectionString", &bus.connection_string())]).await;
+    c.init_pubsub(&[("connectionString", &bus.connection_string())])
+        .await;
     let topic = unique("component");
     drop(c.subscribe(&topic, "g").await);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -97,11 +106,19 @@ async fn main() {
     through_component(&bus, 20).await;
     let d = direct(&bus, n).await;
     let c = through_component(&bus, n).await;
-    println!("outrigger-servicebus vs the crate directly, loopback Service Bus, {n} messages, sequential");
+    println!(
+        "outrigger-servicebus vs the crate directly, loopback Service Bus, {n} messages, sequential"
+    );
     println!("| path | publish | receive + complete |");
     println!("|---|---|---|");
-    println!("| crate directly | {:.0} msg/s | {:.0} msg/s |", d.publish, d.receive);
-    println!("| through the component socket | {:.0} msg/s | {:.0} msg/s |", c.publish, c.receive);
+    println!(
+        "| crate directly | {:.0} msg/s | {:.0} msg/s |",
+        d.publish, d.receive
+    );
+    println!(
+        "| through the component socket | {:.0} msg/s | {:.0} msg/s |",
+        c.publish, c.receive
+    );
     println!(
         "component / direct: publish {:.2}x, receive {:.2}x",
         c.publish / d.publish,

@@ -23,7 +23,10 @@
 //!   enqueue time, FIFO by sequence number.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+#[path = "fake_model.rs"]
+mod model;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,17 +34,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use quick_xml::events::Event;
+use model::{DLQ, Message, Namespace, Queue, http_date, parse_description};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
 /// Largest message body the standard tier accepts.
 const MAX_MESSAGE: usize = 256 * 1024;
-/// Defaults of a new queue or subscription.
-const DEFAULT_LOCK: Duration = Duration::from_secs(60);
-const DEFAULT_MAX_DELIVERY: u32 = 10;
-const DLQ: &str = "$DeadLetterQueue";
 /// Broker properties a sender may set.
 const SETTABLE: &[&str] = &[
     "MessageId",
@@ -82,163 +81,6 @@ struct Bus {
     state: Mutex<Namespace>,
 }
 
-#[derive(Default)]
-struct Namespace {
-    /// Queues, subscriptions (`{topic}/subscriptions/{name}`) and their
-    /// dead-letter queues (`{path}/$DeadLetterQueue`).
-    queues: HashMap<String, Queue>,
-    /// Topics and their default TTL.
-    topics: HashMap<String, Option<Duration>>,
-    next_sequence: i64,
-}
-
-#[derive(Clone)]
-struct Queue {
-    lock_duration: Duration,
-    max_delivery: u32,
-    default_ttl: Option<Duration>,
-    dead_letter_on_expiry: bool,
-    messages: BTreeMap<i64, Message>,
-}
-
-#[derive(Clone)]
-struct Message {
-    sequence: i64,
-    body: Bytes,
-    content_type: Option<String>,
-    /// Custom properties, header values as sent.
-    properties: Vec<(String, String)>,
-    broker: Map<String, Value>,
-    message_id: String,
-    enqueued: SystemTime,
-    visible_at: Instant,
-    expires_at: Option<Instant>,
-    ttl: Duration,
-    delivery_count: u32,
-    lock: Option<(String, Instant, SystemTime)>,
-}
-
-impl Queue {
-    fn new(description: &Description) -> Self {
-        Self {
-            lock_duration: description.lock_duration.unwrap_or(DEFAULT_LOCK),
-            max_delivery: description.max_delivery.unwrap_or(DEFAULT_MAX_DELIVERY),
-            default_ttl: description.default_ttl,
-            dead_letter_on_expiry: description.dead_letter_on_expiry,
-            messages: BTreeMap::new(),
-        }
-    }
-
-    fn dead_letter_queue() -> Self {
-        Self {
-            lock_duration: DEFAULT_LOCK,
-            max_delivery: u32::MAX,
-            default_ttl: None,
-            dead_letter_on_expiry: false,
-            messages: BTreeMap::new(),
-        }
-    }
-}
-
-/// What an entity description sets.
-#[derive(Default, Debug)]
-struct Description {
-    element: String,
-    lock_duration: Option<Duration>,
-    max_delivery: Option<u32>,
-    default_ttl: Option<Duration>,
-    dead_letter_on_expiry: bool,
-}
-
-/// `PnDTnHnMnS` (the XML Schema durations the service writes and reads).
-fn parse_duration(raw: &str) -> Option<Duration> {
-    let rest = raw.trim().strip_prefix('P')?;
-    let (days, time) = match rest.split_once('T') {
-        Some((d, t)) => (d, t),
-        None => (rest, ""),
-    };
-    let mut secs = 0f64;
-    if let Some(d) = days.strip_suffix('D') {
-        secs += d.parse::<f64>().ok()? * 86_400.0;
-    } else if !days.is_empty() {
-        return None;
-    }
-    let mut number = String::new();
-    for c in time.chars() {
-        match c {
-            '0'..='9' | '.' => number.push(c),
-            'H' | 'M' | 'S' => {
-                let n: f64 = number.parse().ok()?;
-                number.clear();
-                secs += n * match c {
-                    'H' => 3600.0,
-                    'M' => 60.0,
-                    _ => 1.0,
-                };
-            }
-            _ => return None,
-        }
-    }
-    number.is_empty().then(|| Duration::from_secs_f64(secs))
-}
-
-fn parse_description(body: &[u8]) -> Result<Description, String> {
-    let mut reader = quick_xml::Reader::from_reader(body);
-    let mut buf = Vec::new();
-    let mut description = Description::default();
-    let mut current = String::new();
-    loop {
-        match reader.read_event_into(&mut buf) {
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
-                current = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                if current.ends_with("Description") && description.element.is_empty() {
-                    description.element = current.clone();
-                }
-            }
-            Ok(Event::Text(t)) => {
-                let text = t.unescape().map_err(|e| e.to_string())?.into_owned();
-                let bad = |what: &str| format!("{what}: {text:?} is not valid");
-                match current.as_str() {
-                    "LockDuration" => {
-                        description.lock_duration =
-                            Some(parse_duration(&text).ok_or_else(|| bad("LockDuration"))?);
-                    }
-                    "DefaultMessageTimeToLive" => {
-                        description.default_ttl = Some(
-                            parse_duration(&text).ok_or_else(|| bad("DefaultMessageTimeToLive"))?,
-                        );
-                    }
-                    "MaxDeliveryCount" => {
-                        description.max_delivery =
-                            Some(text.parse().map_err(|_| bad("MaxDeliveryCount"))?);
-                    }
-                    "DeadLetteringOnMessageExpiration" => {
-                        description.dead_letter_on_expiry = text == "true";
-                    }
-                    _ => {}
-                }
-            }
-            Ok(Event::End(_)) => current.clear(),
-            Ok(Event::Eof) => break,
-            Err(e) => return Err(format!("malformed XML: {e}")),
-            Ok(_) => {}
-        }
-        buf.clear();
-    }
-    if description.element.is_empty() {
-        return Err("the body has no entity description".into());
-    }
-    Ok(description)
-}
-
-fn http_date(t: SystemTime) -> String {
-    let t = OffsetDateTime::from(t);
-    // RFC 1123, as the service writes it: "Wed, 02 Dec 2026 10:00:00 GMT".
-    t.format(&Rfc2822)
-        .map(|s| s.replace(" +0000", " GMT"))
-        .unwrap_or_default()
-}
-
 fn entry(title: &str) -> String {
     format!(
         r#"<entry xmlns="http://www.w3.org/2005/Atom"><title type="text">{title}</title><content type="application/xml"/></entry>"#
@@ -255,123 +97,6 @@ fn status(code: StatusCode, detail: &str) -> Response {
         code.as_u16()
     );
     (code, body).into_response()
-}
-
-impl Namespace {
-    /// Expire locks and messages, dead-letter what ran out of deliveries.
-    fn sweep(&mut self, path: &str) {
-        let now = Instant::now();
-        let Some(queue) = self.queues.get_mut(path) else {
-            return;
-        };
-        let mut exhausted = Vec::new();
-        let mut expired = Vec::new();
-        for message in queue.messages.values_mut() {
-            if message
-                .lock
-                .as_ref()
-                .is_some_and(|(_, until, _)| *until <= now)
-            {
-                message.lock = None;
-                if message.delivery_count >= queue.max_delivery {
-                    exhausted.push(message.sequence);
-                    continue;
-                }
-            }
-            if message.lock.is_none() && message.expires_at.is_some_and(|at| at <= now) {
-                expired.push(message.sequence);
-            }
-        }
-        let dead_letter_on_expiry = queue.dead_letter_on_expiry;
-        let expired: Vec<Message> = expired
-            .into_iter()
-            .filter_map(|sequence| queue.messages.remove(&sequence))
-            .collect();
-        for sequence in exhausted {
-            self.move_to_dlq(path, sequence);
-        }
-        if dead_letter_on_expiry {
-            for message in expired {
-                self.dead_letter(path, message, "TTLExpiredException", "The message expired");
-            }
-        }
-    }
-
-    fn move_to_dlq(&mut self, path: &str, sequence: i64) {
-        let Some(queue) = self.queues.get_mut(path) else {
-            return;
-        };
-        let Some(message) = queue.messages.remove(&sequence) else {
-            return;
-        };
-        let description = format!(
-            "Message could not be consumed after {} delivery attempts.",
-            message.delivery_count
-        );
-        self.dead_letter(path, message, "MaxDeliveryCountExceeded", &description);
-    }
-
-    fn dead_letter(&mut self, path: &str, mut message: Message, reason: &str, description: &str) {
-        message.lock = None;
-        message.expires_at = None;
-        message.delivery_count = 0;
-        message
-            .properties
-            .push(("DeadLetterReason".into(), format!("\"{reason}\"")));
-        message.properties.push((
-            "DeadLetterErrorDescription".into(),
-            format!("\"{description}\""),
-        ));
-        let dlq = self
-            .queues
-            .entry(format!("{path}/{DLQ}"))
-            .or_insert_with(Queue::dead_letter_queue);
-        dlq.messages.insert(message.sequence, message);
-    }
-
-    /// Lock the first deliverable message of `path`.
-    fn lock_next(&mut self, path: &str) -> Option<Message> {
-        self.sweep(path);
-        let now = Instant::now();
-        let queue = self.queues.get_mut(path)?;
-        let lock_duration = queue.lock_duration;
-        let message = queue
-            .messages
-            .values_mut()
-            .find(|m| m.lock.is_none() && m.visible_at <= now)?;
-        message.delivery_count += 1;
-        message.lock = Some((
-            uuid::Uuid::new_v4().to_string(),
-            now + lock_duration,
-            SystemTime::now() + lock_duration,
-        ));
-        Some(message.clone())
-    }
-
-    fn take_next(&mut self, path: &str) -> Option<Message> {
-        self.sweep(path);
-        let now = Instant::now();
-        let queue = self.queues.get_mut(path)?;
-        let sequence = queue
-            .messages
-            .values()
-            .find(|m| m.lock.is_none() && m.visible_at <= now)?
-            .sequence;
-        let mut message = queue.messages.remove(&sequence)?;
-        message.delivery_count += 1;
-        Some(message)
-    }
-
-    /// The locked message of `path` whose lock token is `token`.
-    fn locked(&mut self, path: &str, token: &str) -> Result<&mut Message, StatusCode> {
-        self.sweep(path);
-        let queue = self.queues.get_mut(path).ok_or(StatusCode::GONE)?;
-        queue
-            .messages
-            .values_mut()
-            .find(|m| m.lock.as_ref().is_some_and(|(t, _, _)| t == token))
-            .ok_or(StatusCode::NOT_FOUND)
-    }
 }
 
 impl Bus {
