@@ -10,6 +10,24 @@ use std::time::Duration;
 
 use crate::ComponentError;
 
+/// Keys Dapr's hosts may pass to any component (scopes, outbox, actor and
+/// binding switches); [`Metadata::check_keys`] accepts them everywhere.
+const GENERIC_KEYS: &[&str] = &[
+    "actorStateStore",
+    "keyPrefix",
+    "outboxPublishPubsub",
+    "outboxPublishTopic",
+    "outboxPubsub",
+    "outboxDiscardWhenMissingState",
+    "consumerID",
+    "allowedTopics",
+    "publishingScopes",
+    "subscriptionScopes",
+    "protectedTopics",
+    "route",
+    "direction",
+];
+
 /// Properties a component receives in `Init` (secret references already resolved by the host).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metadata {
@@ -41,6 +59,37 @@ impl Metadata {
             })
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// Refuse a key that is neither in `known` nor one of Dapr's generic
+    /// keys (scopes, outbox, `consumerID`, `route`, ...), any case.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the first unknown key (in sorted order) and
+    /// listing the accepted ones.
+    pub fn check_keys(&self, known: &[&str]) -> Result<(), ComponentError> {
+        let mut keys: Vec<&String> = self.properties.keys().collect();
+        keys.sort();
+        let accepted = |key: &str| {
+            known
+                .iter()
+                .chain(GENERIC_KEYS)
+                .any(|k| k.eq_ignore_ascii_case(key))
+        };
+        match keys.into_iter().find(|k| !accepted(k)) {
+            None => Ok(()),
+            Some(unknown) => {
+                let mut listed = known.to_vec();
+                listed.sort_unstable();
+                Err(ComponentError::invalid_argument(
+                    unknown.clone(),
+                    format!(
+                        "unknown metadata key; this component accepts {}",
+                        listed.join(", ")
+                    ),
+                ))
+            }
+        }
     }
 
     /// The value of `key`, or an `InvalidArgument` naming it.
@@ -173,6 +222,22 @@ mod tests {
         assert_eq!(m.get("connectionstring"), Some("x"));
         assert_eq!(m.get("CONNECTIONSTRING"), Some("x"));
         assert_eq!(m.get("other"), None);
+    }
+
+    #[test]
+    fn check_keys_accepts_known_and_generic_keys_and_names_the_first_unknown() {
+        let m = meta(&[
+            ("URL", "x"),
+            ("publishingScopes", "a=t"),
+            ("consumerid", "g"),
+        ]);
+        assert!(m.check_keys(&["url"]).is_ok());
+        let m = meta(&[("url", "x"), ("zeta", "1"), ("alpha", "2")]);
+        let err = m.check_keys(&["url", "timeout"]).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "alpha: unknown metadata key; this component accepts timeout, url"
+        );
     }
 
     #[test]

@@ -9,46 +9,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-/// Keys any host may pass to any component (Dapr's generic metadata).
-const GENERIC_KEYS: &[&str] = &[
-    "actorStateStore",
-    "keyPrefix",
-    "outboxPublishPubsub",
-    "outboxPublishTopic",
-    "outboxPubsub",
-    "outboxDiscardWhenMissingState",
-    "consumerID",
-    "allowedTopics",
-    "publishingScopes",
-    "subscriptionScopes",
-    "protectedTopics",
-    "route",
-    "direction",
-];
-
-/// Refuse keys this component does not know, naming the first one.
+/// Refuse keys this component does not know (Dapr's generic keys pass).
 ///
 /// # Errors
 /// `InvalidArgument` naming the unknown key and listing the known ones.
 pub fn check_keys(metadata: &Metadata, known: &[&str]) -> Result<(), ComponentError> {
-    let mut keys: Vec<&String> = metadata.properties().keys().collect();
-    keys.sort();
-    for key in keys {
-        let ok = known
-            .iter()
-            .chain(GENERIC_KEYS)
-            .any(|k| k.eq_ignore_ascii_case(key));
-        if !ok {
-            return Err(ComponentError::invalid_argument(
-                key.clone(),
-                format!(
-                    "unknown metadata key; this component accepts {}",
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
+    metadata.check_keys(known)
 }
 
 /// The default database file: `$OUTRIGGER_DATA_DIR/outrigger.db`, else

@@ -19,49 +19,12 @@ pub const CONNECTION_KEYS: &[&str] = &[
     "apiPrefix",
 ];
 
-/// Keys any host may pass to any component (Dapr's generic metadata).
-const GENERIC_KEYS: &[&str] = &[
-    "actorStateStore",
-    "keyPrefix",
-    "outboxPublishPubsub",
-    "outboxPublishTopic",
-    "outboxPubsub",
-    "outboxDiscardWhenMissingState",
-    "consumerID",
-    "allowedTopics",
-    "publishingScopes",
-    "subscriptionScopes",
-    "protectedTopics",
-    "route",
-    "direction",
-];
-
 /// Refuse keys this component does not know, naming the first one.
 ///
 /// # Errors
 /// `InvalidArgument` naming the unknown key and listing the known ones.
 pub fn check_keys(metadata: &Metadata, known: &[&str]) -> Result<(), ComponentError> {
-    let mut keys: Vec<&String> = metadata.properties().keys().collect();
-    keys.sort();
-    for key in keys {
-        let ok = known
-            .iter()
-            .chain(CONNECTION_KEYS)
-            .chain(GENERIC_KEYS)
-            .any(|k| k.eq_ignore_ascii_case(key));
-        if !ok {
-            let mut accepted: Vec<&str> = CONNECTION_KEYS.iter().chain(known).copied().collect();
-            accepted.sort_unstable();
-            return Err(ComponentError::invalid_argument(
-                key.clone(),
-                format!(
-                    "unknown metadata key; this component accepts {}",
-                    accepted.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
+    metadata.check_keys(&[CONNECTION_KEYS, known].concat())
 }
 
 /// Connect as the metadata says and return the JetStream context.

@@ -27,16 +27,6 @@ const KEYS: &[&str] = &[
     "maxConns",
 ];
 
-/// Dapr's generic keys, accepted by every component.
-const GENERIC_KEYS: &[&str] = &[
-    "actorStateStore",
-    "keyPrefix",
-    "outboxPublishPubsub",
-    "outboxPublishTopic",
-    "outboxPubsub",
-    "outboxDiscardWhenMissingState",
-];
-
 /// Schema version this build migrates to.
 const SCHEMA_VERSION: i64 = 2;
 
@@ -371,18 +361,7 @@ pub(crate) fn seconds_or_duration(
 
 /// An Init error naming the first metadata key not in `known` (any case).
 pub(crate) fn check_keys(metadata: &Metadata, known: &[&str]) -> Result<(), ComponentError> {
-    let mut keys: Vec<&String> = metadata.properties().keys().collect();
-    keys.sort();
-    match keys
-        .into_iter()
-        .find(|k| !known.iter().any(|known| known.eq_ignore_ascii_case(k)))
-    {
-        Some(unknown) => Err(ComponentError::invalid_argument(
-            unknown.clone(),
-            format!("unknown metadata key; accepted: {}", known.join(", ")),
-        )),
-        None => Ok(()),
-    }
+    metadata.check_keys(known)
 }
 
 /// A pool on `url`, or an Init error naming `connectionString`.
@@ -414,7 +393,7 @@ pub(crate) async fn connect(
 impl StateStore for PgState {
     #[tracing::instrument(skip_all, fields(component = "state.postgresql"))]
     async fn init(&self, metadata: Metadata) -> Result<(), ComponentError> {
-        check_keys(&metadata, &[KEYS, GENERIC_KEYS].concat())?;
+        check_keys(&metadata, KEYS)?;
         let url = metadata.required("connectionString")?;
         let table = identifier("tableName", metadata.get("tableName").unwrap_or("state"))?;
         let metadata_table = identifier(

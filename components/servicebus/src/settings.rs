@@ -75,24 +75,7 @@ pub(crate) struct EntityOptions {
 
 /// Refuse keys neither Dapr nor we know, naming them.
 pub(crate) fn check_keys(metadata: &Metadata, own: &[&str]) -> Result<(), ComponentError> {
-    for key in metadata.properties().keys() {
-        let known = COMMON_KEYS
-            .iter()
-            .chain(own)
-            .any(|k| k.eq_ignore_ascii_case(key));
-        if !known {
-            let mut accepted: Vec<&str> = COMMON_KEYS.iter().chain(own).copied().collect();
-            accepted.sort_unstable();
-            return Err(ComponentError::invalid_argument(
-                key.clone(),
-                format!(
-                    "unknown metadata key; this component accepts {}",
-                    accepted.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(())
+    metadata.check_keys(&[COMMON_KEYS, own].concat())
 }
 
 fn seconds(metadata: &Metadata, key: &str) -> Result<Option<Duration>, ComponentError> {
