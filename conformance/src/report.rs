@@ -90,6 +90,18 @@ impl Report {
             .map(|r| &r.outcome)
     }
 
+    /// Why `Init` failed, when the run stopped there (the
+    /// `{block}/init/connect-and-init` case): for tests of bad metadata.
+    pub fn init_failure(&self) -> Option<&str> {
+        self.results
+            .iter()
+            .find(|r| r.name.ends_with("/init/connect-and-init"))
+            .and_then(|r| match &r.outcome {
+                Outcome::Fail(why) => Some(why.as_str()),
+                _ => None,
+            })
+    }
+
     /// A table: case, result, time, reason; then a summary line.
     pub fn table(&self) -> String {
         let width = self

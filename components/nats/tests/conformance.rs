@@ -4,7 +4,7 @@
 
 mod support;
 
-use outrigger_conformance::{Block, Outcome, SuiteConfig, Target, assert_pass, run};
+use outrigger_conformance::{Block, SuiteConfig, Target, assert_pass, run};
 use support::{serve, unique, url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,16 +44,9 @@ async fn init_failure(block: Block, metadata: &[(&str, &str)]) -> String {
         target = target.with_metadata(*k, *v);
     }
     let report = run(&target, &SuiteConfig::default()).await;
-    let case = match block {
-        Block::Pubsub => "pubsub/init/connect-and-init",
-        _ => "state/init/connect-and-init",
-    };
-    match report.outcome(case) {
-        Some(Outcome::Fail(why)) => why.clone(),
-        other => panic!(
-            "expected an Init failure, got {other:?}\n{}",
-            report.table()
-        ),
+    match report.init_failure() {
+        Some(why) => why.to_owned(),
+        None => panic!("expected an Init failure\n{}", report.table()),
     }
 }
 

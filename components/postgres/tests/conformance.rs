@@ -99,10 +99,9 @@ async fn unreachable_server_is_a_clear_init_error() {
         "postgres://nobody@127.0.0.1:1/none?connect_timeout=2",
     );
     let report = run(&target, &SuiteConfig::default()).await;
-    let reason = match report.outcome("state/init/connect-and-init") {
-        Some(outrigger_conformance::Outcome::Fail(why)) => why.clone(),
-        other => panic!("expected an Init failure, got {other:?}"),
-    };
+    let reason = report
+        .init_failure()
+        .unwrap_or_else(|| panic!("expected an Init failure\n{}", report.table()));
     assert!(reason.contains("connectionString"), "{reason}");
 }
 

@@ -270,6 +270,11 @@ mod tests {
             let err = settings(&md(&pairs)).unwrap_err();
             assert!(err.message().contains(key), "{key}: {}", err.message());
         }
+        let dapr = md(&[("publishingScopes", "app1=t1"), ("consumerID", "g")]);
+        assert!(
+            check_keys(&dapr, TOPIC_KEYS).is_ok(),
+            "Dapr's generic keys are refused"
+        );
         let err = check_keys(&md(&[("noSuchKey", "1")]), TOPIC_KEYS).unwrap_err();
         assert!(err.message().starts_with("noSuchKey"), "{}", err.message());
     }
