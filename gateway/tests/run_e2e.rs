@@ -137,10 +137,9 @@ async fn run_delivers_events_to_a_python_subscriber_over_service_bus() {
     let url = lines.next().unwrap().unwrap();
     let connection = lines.next().unwrap().unwrap();
     let _bus = Killed(child);
+    // The connection string comes through a secretKeyRef, as in production.
     let resources = resources_with_pubsub(|_| {
-        format!(
-            "  type: pubsub.azure.servicebus.topics\n  version: v1\n  metadata:\n  - {{name: connectionString, value: \"{connection}\"}}\n  - {{name: lockRenewalInSec, value: \"5\"}}\n"
-        )
+        "  type: pubsub.azure.servicebus.topics\n  version: v1\n  metadata:\n  - name: connectionString\n    secretKeyRef: {name: E2E_SERVICEBUS_CONNECTION, key: E2E_SERVICEBUS_CONNECTION}\n  - {name: lockRenewalInSec, value: \"5\"}\nauth:\n  secretStore: envsecrets\n---\nkind: Component\nmetadata: {name: envsecrets}\nspec:\n  type: secretstores.local.env\n  version: v1\n".to_owned()
     });
     let path = resources.path().display().to_string();
     run_script_with_env(
@@ -148,7 +147,10 @@ async fn run_delivers_events_to_a_python_subscriber_over_service_bus() {
         "subscriber app checks passed",
         &["--resources-path", &path],
         None,
-        &[("OUTRIGGER_SERVICEBUS_ENDPOINT", url.as_str())],
+        &[
+            ("OUTRIGGER_SERVICEBUS_ENDPOINT", url.as_str()),
+            ("E2E_SERVICEBUS_CONNECTION", connection.as_str()),
+        ],
     )
     .await;
 }
