@@ -6,7 +6,6 @@
 //! generated default). The API token, when set, is checked by an
 //! interceptor on every call.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -15,12 +14,13 @@ use outrigger_proto::common as common_pb;
 use outrigger_proto::runtime as pb;
 
 use super::Runtime;
-use crate::runtime::state::{Operation, SaveItem};
 
 mod actors;
 mod configuration;
 mod invoke;
 pub mod proxy;
+mod pubsub;
+mod state;
 mod taskhub;
 mod workflows;
 
@@ -59,76 +59,6 @@ impl tonic::service::Interceptor for TokenCheck {
     }
 }
 
-fn concurrency_name(raw: i32) -> Option<String> {
-    match common_pb::state_options::StateConcurrency::try_from(raw) {
-        Ok(common_pb::state_options::StateConcurrency::ConcurrencyUnspecified) => None,
-        Ok(common_pb::state_options::StateConcurrency::ConcurrencyFirstWrite) => {
-            Some("first-write".into())
-        }
-        Ok(common_pb::state_options::StateConcurrency::ConcurrencyLastWrite) => {
-            Some("last-write".into())
-        }
-        Err(_) => Some(format!("<{raw}>")),
-    }
-}
-
-fn consistency_name(raw: i32) -> Option<String> {
-    match common_pb::state_options::StateConsistency::try_from(raw) {
-        Ok(common_pb::state_options::StateConsistency::ConsistencyUnspecified) => None,
-        Ok(common_pb::state_options::StateConsistency::ConsistencyEventual) => {
-            Some("eventual".into())
-        }
-        Ok(common_pb::state_options::StateConsistency::ConsistencyStrong) => Some("strong".into()),
-        Err(_) => Some(format!("<{raw}>")),
-    }
-}
-
-/// The gRPC API stores raw bytes (the HTTP API stores JSON encodings).
-fn save_item(item: common_pb::StateItem) -> SaveItem {
-    let options = item.options.unwrap_or_default();
-    SaveItem {
-        key: item.key,
-        value: item.value,
-        etag: item.etag.map(|e| e.value),
-        metadata: item.metadata,
-        concurrency: concurrency_name(options.concurrency),
-        consistency: consistency_name(options.consistency),
-    }
-}
-
-async fn bulk_publish(
-    rt: &Runtime,
-    r: pb::BulkPublishRequest,
-) -> Result<Response<pb::BulkPublishResponse>, Status> {
-    let entries = r
-        .entries
-        .into_iter()
-        .map(|e| crate::runtime::pubsub::BulkEntry {
-            entry_id: e.entry_id,
-            message: crate::runtime::pubsub::Message {
-                data: e.event,
-                content_type: (!e.content_type.is_empty()).then_some(e.content_type),
-                metadata: e.metadata,
-                traceparent: None,
-                tracestate: None,
-            },
-        })
-        .collect();
-    let failed = rt
-        .pubsub
-        .bulk_publish(&r.pubsub_name, &r.topic, entries, r.metadata)
-        .await?;
-    Ok(Response::new(pb::BulkPublishResponse {
-        failed_entries: failed
-            .into_iter()
-            .map(|f| pb::BulkPublishResponseFailedEntry {
-                entry_id: f.entry_id,
-                error: f.error,
-            })
-            .collect(),
-    }))
-}
-
 #[tonic::async_trait]
 impl pb::dapr_server::Dapr for DaprService {
     #[tracing::instrument(skip_all, fields(rpc.method = "GetState"))]
@@ -136,25 +66,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::GetStateResponse>, Status> {
-        let r = request.into_inner();
-        let found = self
-            .rt
-            .state
-            .get(
-                &r.store_name,
-                &r.key,
-                consistency_name(r.consistency).as_deref(),
-                r.metadata,
-            )
-            .await?;
-        Ok(Response::new(match found {
-            None => pb::GetStateResponse::default(),
-            Some(item) => pb::GetStateResponse {
-                data: item.data,
-                etag: item.etag.unwrap_or_default(),
-                metadata: item.metadata,
-            },
-        }))
+        state::get(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "GetBulkState"))]
@@ -162,27 +74,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::GetBulkStateRequest>,
     ) -> Result<Response<pb::GetBulkStateResponse>, Status> {
-        let r = request.into_inner();
-        let items = self
-            .rt
-            .state
-            .bulk_get(&r.store_name, r.keys, r.metadata)
-            .await?;
-        Ok(Response::new(pb::GetBulkStateResponse {
-            items: items
-                .into_iter()
-                .map(|i| {
-                    let item = i.item.unwrap_or_default();
-                    pb::BulkStateItem {
-                        key: i.key,
-                        data: item.data,
-                        etag: item.etag.unwrap_or_default(),
-                        error: i.error.unwrap_or_default(),
-                        metadata: item.metadata,
-                    }
-                })
-                .collect(),
-        }))
+        state::bulk_get(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "SaveState"))]
@@ -190,12 +82,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::SaveStateRequest>,
     ) -> Result<Response<()>, Status> {
-        let r = request.into_inner();
-        self.rt
-            .state
-            .save(&r.store_name, r.states.into_iter().map(save_item).collect())
-            .await?;
-        Ok(Response::new(()))
+        state::save(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "QueryStateAlpha1"))]
@@ -203,31 +90,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::QueryStateRequest>,
     ) -> Result<Response<pb::QueryStateResponse>, Status> {
-        let r = request.into_inner();
-        let query: serde_json::Value = serde_json::from_str(&r.query).map_err(|e| {
-            Status::from(crate::error::ApiError::new(
-                crate::error::codes::ERR_MALFORMED_REQUEST,
-                format!("query: is not JSON: {e}"),
-            ))
-        })?;
-        let (results, token) = self
-            .rt
-            .state
-            .query(&r.store_name, &query, r.metadata)
-            .await?;
-        Ok(Response::new(pb::QueryStateResponse {
-            results: results
-                .into_iter()
-                .map(|q| pb::QueryStateItem {
-                    key: q.key,
-                    data: q.data,
-                    etag: q.etag.unwrap_or_default(),
-                    error: q.error.unwrap_or_default(),
-                })
-                .collect(),
-            token: token.unwrap_or_default(),
-            metadata: HashMap::new(),
-        }))
+        state::query(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "DeleteState"))]
@@ -235,18 +98,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::DeleteStateRequest>,
     ) -> Result<Response<()>, Status> {
-        let r = request.into_inner();
-        let options = r.options.unwrap_or_default();
-        let item = SaveItem {
-            key: r.key,
-            etag: r.etag.map(|e| e.value),
-            metadata: r.metadata,
-            concurrency: concurrency_name(options.concurrency),
-            consistency: consistency_name(options.consistency),
-            ..Default::default()
-        };
-        self.rt.state.delete(&r.store_name, item).await?;
-        Ok(Response::new(()))
+        state::delete(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "DeleteBulkState"))]
@@ -254,12 +106,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::DeleteBulkStateRequest>,
     ) -> Result<Response<()>, Status> {
-        let r = request.into_inner();
-        self.rt
-            .state
-            .delete_bulk(&r.store_name, r.states.into_iter().map(save_item).collect())
-            .await?;
-        Ok(Response::new(()))
+        state::delete_bulk(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "ExecuteStateTransaction"))]
@@ -267,27 +114,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::ExecuteStateTransactionRequest>,
     ) -> Result<Response<()>, Status> {
-        let r = request.into_inner();
-        let mut operations = Vec::with_capacity(r.operations.len());
-        for (i, op) in r.operations.into_iter().enumerate() {
-            let item = save_item(op.request.unwrap_or_default());
-            operations.push(match op.operation_type.as_str() {
-                "upsert" => Operation::Upsert(item),
-                "delete" => Operation::Delete(item),
-                other => {
-                    return Err(crate::error::ApiError::new(
-                        crate::error::codes::ERR_NOT_SUPPORTED_STATE_OPERATION,
-                        format!("operations[{i}].operationType: {other:?} is not upsert or delete"),
-                    )
-                    .into());
-                }
-            });
-        }
-        self.rt
-            .state
-            .transact(&r.store_name, operations, r.metadata)
-            .await?;
-        Ok(Response::new(()))
+        state::transact(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "PublishEvent"))]
@@ -295,24 +122,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::PublishEventRequest>,
     ) -> Result<Response<()>, Status> {
-        let traceparent = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let r = request.into_inner();
-        let message = crate::runtime::pubsub::Message {
-            data: r.data,
-            content_type: (!r.data_content_type.is_empty()).then_some(r.data_content_type),
-            metadata: r.metadata,
-            traceparent,
-            tracestate: None,
-        };
-        self.rt
-            .pubsub
-            .publish(&r.pubsub_name, &r.topic, message)
-            .await?;
-        Ok(Response::new(()))
+        pubsub::publish(&self.rt, request).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "BulkPublishEvent"))]
@@ -320,7 +130,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::BulkPublishRequest>,
     ) -> Result<Response<pb::BulkPublishResponse>, Status> {
-        bulk_publish(&self.rt, request.into_inner()).await
+        pubsub::bulk_publish(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "BulkPublishEventAlpha1"))]
@@ -328,7 +138,7 @@ impl pb::dapr_server::Dapr for DaprService {
         &self,
         request: Request<pb::BulkPublishRequest>,
     ) -> Result<Response<pb::BulkPublishResponse>, Status> {
-        bulk_publish(&self.rt, request.into_inner()).await
+        pubsub::bulk_publish(&self.rt, request.into_inner()).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeTopicEventsAlpha1"))]
@@ -337,74 +147,7 @@ impl pb::dapr_server::Dapr for DaprService {
         request: Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,
     ) -> Result<Response<tonic::codegen::BoxStream<pb::SubscribeTopicEventsResponseAlpha1>>, Status>
     {
-        use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as In;
-        use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Out;
-        let mut inbound = request.into_inner();
-        let first = inbound.message().await?.ok_or_else(|| {
-            Status::invalid_argument("initial_request: the stream closed before it")
-        })?;
-        let Some(In::InitialRequest(init)) = first.subscribe_topic_events_request_type else {
-            return Err(Status::invalid_argument(
-                "initial_request: the first message must be the initial request",
-            ));
-        };
-        let subscription = crate::runtime::subscribe::Subscription {
-            pubsub: init.pubsub_name,
-            topic: init.topic,
-            rules: Vec::new(),
-            route: None,
-            metadata: init.metadata,
-            dead_letter_topic: init.dead_letter_topic.filter(|t| !t.is_empty()),
-            bulk: None,
-        };
-        let (mut events, answers) = crate::runtime::streaming::open_stream(
-            std::sync::Arc::clone(&self.rt.registry),
-            self.rt.config.app_id.clone(),
-            subscription,
-        )
-        .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let initial = pb::SubscribeTopicEventsResponseAlpha1 {
-            subscribe_topic_events_response_type: Some(Out::InitialResponse(
-                pb::SubscribeTopicEventsResponseInitialAlpha1 {},
-            )),
-        };
-        tx.send(Ok(initial))
-            .await
-            .map_err(|_| Status::cancelled("the subscriber went away"))?;
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    event = events.recv() => {
-                        let Some(event) = event else { return };
-                        let out = pb::SubscribeTopicEventsResponseAlpha1 {
-                            subscribe_topic_events_response_type: Some(Out::EventMessage(event)),
-                        };
-                        if tx.send(Ok(out)).await.is_err() {
-                            return;
-                        }
-                    }
-                    message = inbound.message() => {
-                        let Ok(Some(message)) = message else { return };
-                        let Some(In::EventProcessed(done)) = message.subscribe_topic_events_request_type else {
-                            let _ = tx.send(Err(Status::invalid_argument("event_processed: expected after the initial request"))).await;
-                            return;
-                        };
-                        let verdict = match done.status.map(|s| s.status) {
-                            Some(0) | None => crate::runtime::subscribe::Verdict::Success,
-                            Some(2) => crate::runtime::subscribe::Verdict::Drop,
-                            Some(_) => crate::runtime::subscribe::Verdict::Retry,
-                        };
-                        if answers.send((done.id, verdict)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        pubsub::subscribe(&self.rt, request).await
     }
 
     #[tracing::instrument(skip_all, fields(rpc.method = "GetConfiguration"))]
