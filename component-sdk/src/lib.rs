@@ -60,6 +60,9 @@ pub use delivery::{Delivery, DeliveryStream, Outcome, OutcomeReceiver, Responder
 pub use error::{ComponentError, ERROR_DOMAIN, ErrorKind};
 pub use instance::INSTANCE_HEADER;
 pub use metadata::{Metadata, parse_duration};
+pub use server::healthcheck::{
+    DEFAULT_HEALTHCHECK_TIMEOUT, HEALTHCHECK_ARG, HealthcheckError, healthcheck_requested,
+};
 pub use server::{
     ComponentServer, DEFAULT_GRACE_PERIOD, DEFAULT_SOCKETS_FOLDER, SOCKETS_FOLDER_ENV, ServeError,
     Service, shutdown_signal,

@@ -36,6 +36,8 @@ use crate::secrets::adaptor::SecretStoreAdaptor;
 use crate::state::StateStore;
 use crate::state::adaptor::StateAdaptor;
 
+pub(crate) mod healthcheck;
+
 /// Where daprd looks for component sockets unless told otherwise.
 pub const DEFAULT_SOCKETS_FOLDER: &str = "/tmp/dapr-components-sockets";
 /// Environment variable naming the socket folder (daprd reads the same one).

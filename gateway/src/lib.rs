@@ -21,6 +21,7 @@
 //! - [`telemetry`]: `spec.tracing`, OTLP export, W3C trace context.
 //! - [`api`]: HTTP and gRPC adapters.
 //! - [`error`]: the one API error and the code catalogue.
+//! - [`healthcheck`]: `outrigger healthcheck`, a container's probe of its gateway.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access_control;
@@ -31,6 +32,7 @@ pub mod app_health;
 pub mod components;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod launcher;
 pub mod metrics;
 pub mod nameresolution;

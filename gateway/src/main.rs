@@ -3,6 +3,7 @@
 //! Run with:
 //!     outrigger --app-id myapp --resources-path ./resources     # gateway only
 //!     outrigger run --app-id myapp -- python3 app.py              # components + gateway + app
+//!     outrigger healthcheck                                       # exit 0 when the gateway is ready
 //! (`outrigger --help` and `outrigger run --help` list every flag.)
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use outrigger::config::{Config, GatewayArgs};
+use outrigger::healthcheck::HealthcheckArgs;
 use outrigger::launcher::{self, RunOptions};
 
 #[derive(Parser)]
@@ -30,9 +32,12 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 enum Cmd {
     /// Start the components an app needs, the gateway, and the app; stop all of them together.
     Run(RunArgs),
+    /// Exit 0 when the gateway here answers `GET /v1.0/healthz` with 2xx (a container HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Args)]
@@ -71,6 +76,15 @@ fn main() -> ExitCode {
     };
     let threads = match &cli.command {
         Some(Cmd::Run(run)) => run.gateway.worker_threads,
+        Some(Cmd::Healthcheck(probe)) => {
+            return match probe.run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("outrigger healthcheck: {err}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         None => cli.gateway.worker_threads,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -155,6 +169,8 @@ async fn serve(cli: Cli, matches: clap::ArgMatches) -> ExitCode {
                 }
             }
         }
+        // Answered in `main`, before any runtime starts.
+        Some(Cmd::Healthcheck(_)) => ExitCode::SUCCESS,
         None => {
             let config = match validate(cli.gateway) {
                 Ok(config) => config,

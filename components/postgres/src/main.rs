@@ -2,8 +2,9 @@
 //!
 //! Run with:
 //!     outrigger-postgres     # socket postgres.sock in $DAPR_COMPONENTS_SOCKETS_FOLDER
+//!     outrigger-postgres healthcheck   # exit 0 when every socket answers SERVING
 
-use outrigger_component_sdk::{ComponentServer, shutdown_signal};
+use outrigger_component_sdk::{ComponentServer, healthcheck_requested, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,8 +13,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    outrigger_postgres::services(ComponentServer::from_env())
-        .serve(shutdown_signal())
-        .await?;
+    let server = outrigger_postgres::services(ComponentServer::from_env());
+    if healthcheck_requested() {
+        // `outrigger-postgres healthcheck`: the container image's HEALTHCHECK.
+        return Ok(server.healthcheck().await?);
+    }
+    server.serve(shutdown_signal()).await?;
     Ok(())
 }
