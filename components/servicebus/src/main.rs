@@ -2,11 +2,12 @@
 //!
 //! Run with:
 //!     outrigger-servicebus     # socket servicebus.sock in $DAPR_COMPONENTS_SOCKETS_FOLDER
+//!     outrigger-servicebus healthcheck   # exit 0 when every socket answers SERVING
 //!
 //! `OUTRIGGER_SERVICEBUS_ENDPOINT=http://127.0.0.1:PORT` sends every Service
 //! Bus request to that base URL instead of Azure (a loopback Service Bus).
 
-use outrigger_component_sdk::{ComponentServer, shutdown_signal};
+use outrigger_component_sdk::{ComponentServer, healthcheck_requested, shutdown_signal};
 use outrigger_servicebus::Transport;
 
 #[tokio::main]
@@ -17,8 +18,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let transport = Transport::from_env()?;
-    outrigger_servicebus::services(ComponentServer::from_env(), transport)
-        .serve(shutdown_signal())
-        .await?;
+    let server = outrigger_servicebus::services(ComponentServer::from_env(), transport);
+    if healthcheck_requested() {
+        // `outrigger-servicebus healthcheck`: the container image's HEALTHCHECK.
+        return Ok(server.healthcheck().await?);
+    }
+    server.serve(shutdown_signal()).await?;
     Ok(())
 }
