@@ -134,6 +134,11 @@ bud() {
     --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" "$@" >/dev/null
 }
 started=$SECONDS
+# The images these tags name now: replaced below, and removed once untagged.
+previous=()
+for bin in "${BINARIES[@]}"; do
+  previous+=("$(pm image inspect --format '{{.Id}}' "$(image "$bin")" 2>/dev/null || true)")
+done
 # The binaries and skeleton as one image; each target copies what it needs.
 bud --target prebuilt -t "$BINS_IMAGE" "$WORK/context" || fail "building the prebuilt stage"
 for bin in "${BINARIES[@]}"; do
@@ -141,6 +146,11 @@ for bin in "${BINARIES[@]}"; do
     fail "building image $(image "$bin")"
 done
 drop_bins
+for id in "${previous[@]}"; do
+  if [ -n "$id" ] && [ -z "$(pm image inspect --format '{{.RepoTags}}' "$id" 2>/dev/null | tr -d '[]')" ]; then
+    pm rmi "$id" >/dev/null 2>&1 || true # still used by a container: leave it
+  fi
+done
 echo "built ${#BINARIES[@]} images in $((SECONDS - started)) s"
 
 # Size, user, labels, health check of every image.
