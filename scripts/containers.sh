@@ -254,6 +254,7 @@ for c in local postgres nats servicebus; do
   healthy "$c" 15
   echo "outrigger-$c: healthy"
 done
+# shellcheck disable=SC2012 # a listing for the reader: owners and modes
 ls -ln "$SOCKETS" | sed 's/^/  /'
 
 # The test's own PostgreSQL and NATS, reached by host name: `localhost`
@@ -466,7 +467,8 @@ step "docker/compose.local.yaml, up with podman-compose"
 # Compose honours the conditions itself.
 COMPOSE=("$VENV/bin/podman-compose" --podman-args=--runtime=runc -p "$RUN_ID" -f docker/compose.local.yaml)
 COMPOSE_HTTP="$(free_port)"
-export OUTRIGGER_TAG="$TAG" OUTRIGGER_HTTP_PORT="$COMPOSE_HTTP" OUTRIGGER_GRPC_PORT="$(free_port)"
+COMPOSE_GRPC="$(free_port)"
+export OUTRIGGER_TAG="$TAG" OUTRIGGER_HTTP_PORT="$COMPOSE_HTTP" OUTRIGGER_GRPC_PORT="$COMPOSE_GRPC"
 for service in outrigger-local gateway; do
   "${COMPOSE[@]}" up -d "$service" >"$WORK/compose.log" 2>&1 ||
     { cat "$WORK/compose.log" >&2; fail "podman-compose up $service"; }
