@@ -25,6 +25,7 @@
 mod support {
     pub(crate) mod actor_app;
     pub(crate) mod actor_reminders;
+    pub(crate) mod pg;
     pub(crate) mod pingpong;
     pub(crate) mod proc;
 }
@@ -628,16 +629,7 @@ async fn main() {
     println!("whole run: {:.0} s", started.elapsed().as_secs_f64());
     let _ = components.kill().await;
     let _ = app.kill().await;
-    if let Some(url) = &pg_url
-        && let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await
-    {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {pg_table}"
-        )))
-        .execute(&pool)
-        .await;
+    if let Some(url) = &pg_url {
+        support::pg::drop_table(url, &pg_table).await;
     }
 }

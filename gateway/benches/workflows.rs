@@ -34,6 +34,7 @@
 
 mod support {
     pub(crate) mod counted_store;
+    pub(crate) mod pg;
     pub(crate) mod pingpong;
     pub(crate) mod wf_driver;
     pub(crate) mod wf_worker;
@@ -607,17 +608,8 @@ async fn bench() {
         println!("\npostgres: skipped (set OUTRIGGER_POSTGRES_URL for the PostgreSQL rows)");
     }
     let _ = components.kill().await;
-    if let Some(url) = &pg_url
-        && let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await
-    {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {pg_table}"
-        )))
-        .execute(&pool)
-        .await;
+    if let Some(url) = &pg_url {
+        support::pg::drop_table(url, &pg_table).await;
     }
 
     println!();

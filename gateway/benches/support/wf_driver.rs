@@ -236,9 +236,13 @@ pub(crate) async fn stuck(
     }
 }
 
-/// How many of `ids` exist and are still PENDING (`GetInstance`).
-pub(crate) async fn count_pending(client: &Client, ids: &[String]) -> usize {
-    let mut pending = 0;
+/// How many of `ids` exist and are in `status` (`GetInstance`).
+pub(crate) async fn count_in(
+    client: &Client,
+    ids: &[String],
+    status: dt::OrchestrationStatus,
+) -> usize {
+    let mut count = 0;
     for id in ids {
         let reply = client
             .clone()
@@ -252,34 +256,20 @@ pub(crate) async fn count_pending(client: &Client, ids: &[String]) -> usize {
             .into_inner();
         if reply
             .workflow_state
-            .is_some_and(|s| s.workflow_status == dt::OrchestrationStatus::Pending as i32)
+            .is_some_and(|s| s.workflow_status == status as i32)
         {
-            pending += 1;
+            count += 1;
         }
     }
-    pending
+    count
 }
 
-/// How many of `ids` are COMPLETED (`GetInstance`).
+/// How many of `ids` exist and are still PENDING.
+pub(crate) async fn count_pending(client: &Client, ids: &[String]) -> usize {
+    count_in(client, ids, dt::OrchestrationStatus::Pending).await
+}
+
+/// How many of `ids` are COMPLETED.
 pub(crate) async fn count_completed(client: &Client, ids: &[String]) -> usize {
-    let mut completed = 0;
-    for id in ids {
-        let reply = client
-            .clone()
-            .get_instance(dt::GetInstanceRequest {
-                instance_id: id.clone(),
-                get_inputs_and_outputs: false,
-                router: None,
-            })
-            .await
-            .expect("GetInstance")
-            .into_inner();
-        if reply
-            .workflow_state
-            .is_some_and(|s| s.workflow_status == dt::OrchestrationStatus::Completed as i32)
-        {
-            completed += 1;
-        }
-    }
-    completed
+    count_in(client, ids, dt::OrchestrationStatus::Completed).await
 }
