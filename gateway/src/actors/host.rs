@@ -276,6 +276,16 @@ impl Host {
         if let Some(slot) = self.active(actor_type, id) {
             return Ok(Activation::Local(slot));
         }
+        if !self.placement.is_valid() {
+            // A late renewal (a loaded machine) passes: callers retry this
+            // code as they do for a moving actor, within 1.5 × the lease ttl.
+            return Err(ApiError::new(
+                codes::ERR_ACTOR_NO_PLACEMENT,
+                format!(
+                    "placing actor {actor_type}/{id}: this gateway's placement entry is not renewed yet"
+                ),
+            ));
+        }
         let owner = self
             .placement
             .acquire(actor_type, id)
