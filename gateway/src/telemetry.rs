@@ -22,6 +22,7 @@ pub mod pubsub;
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
@@ -190,7 +191,31 @@ impl TracingSettings {
 #[derive(Debug, Clone)]
 pub struct Telemetry {
     /// `None` when tracing is off (`samplingRate: "0"`).
-    tracer: Option<(SdkTracerProvider, SdkTracer)>,
+    tracer: Option<(Arc<Provider>, SdkTracer)>,
+}
+
+/// The gateway's provider, shut down off the async runtime when the last
+/// [`Telemetry`] clone goes. The SDK's own drop of a provider that was not
+/// shut down blocks the dropping thread until the export task answers; on a
+/// runtime worker that task may never run (every worker dropping a gateway,
+/// as at the end of a test) and the process hangs.
+#[derive(Debug)]
+struct Provider(SdkTracerProvider);
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let provider = self.0.clone();
+        // The thread holds the last reference, so the SDK's drop runs there
+        // too; after a shutdown (explicit or here) it no longer blocks.
+        let spawned = std::thread::Builder::new()
+            .name("otel-shutdown".into())
+            .spawn(move || {
+                let _ = provider.shutdown();
+            });
+        if let Err(err) = spawned {
+            tracing::debug!(error = %err, "no thread to shut the span exporter down");
+        }
+    }
 }
 
 impl Telemetry {
@@ -232,7 +257,7 @@ impl Telemetry {
         let provider = builder.build();
         let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "outrigger");
         Ok(Self {
-            tracer: Some((provider, tracer)),
+            tracer: Some((Arc::new(Provider(provider)), tracer)),
         })
     }
 
@@ -261,7 +286,7 @@ impl Telemetry {
     /// Export every finished span now (waits for the exporter).
     pub async fn flush(&self) {
         if let Some((provider, _)) = &self.tracer {
-            let provider = provider.clone();
+            let provider = provider.0.clone();
             // The SDK blocks the calling thread until the export is done.
             let flushed = tokio::task::spawn_blocking(move || provider.force_flush()).await;
             if let Ok(Err(err)) = flushed {
@@ -273,7 +298,7 @@ impl Telemetry {
     /// Export what is left and stop the exporter.
     pub async fn shutdown(&self) {
         if let Some((provider, _)) = &self.tracer {
-            let provider = provider.clone();
+            let provider = provider.0.clone();
             let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         }
     }

@@ -523,8 +523,8 @@ async fn three_gateways_on_postgresql_never_overlap_and_survive_a_death() {
         .map(|id| (id.clone(), seen.count("remind", id)))
         .collect();
 
-    // Its actors keep answering: from it while its lease lasts (2 s), then
-    // from the two others.
+    // Its actors keep answering: from it while its lease lasts, then from
+    // the two others.
     let first = &dead[0];
     let uri = format!("/v1.0/actors/Counter/{first}/method/work");
     let moved = loop {
@@ -534,14 +534,11 @@ async fn three_gateways_on_postgresql_never_overlap_and_survive_a_death() {
         if app["app"] != 0 {
             break died.elapsed();
         }
-        assert!(
-            died.elapsed() < Duration::from_secs(10),
-            "{first} never moved"
-        );
+        assert!(died.elapsed() < LEASE_TTL * 5, "{first} never moved");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    eprintln!("the dead gateway's actors answered elsewhere after {moved:?} (lease 2 s)");
-    assert!(moved < Duration::from_millis(3500), "moving took {moved:?}");
+    eprintln!("the dead gateway's actors answered elsewhere after {moved:?} (lease {LEASE_TTL:?})");
+    assert!(moved < LEASE_TTL * 7 / 4, "moving took {moved:?}");
     for id in dead.iter().skip(1).take(100) {
         let uri = format!("/v1.0/actors/Counter/{id}/method/work");
         let (status, body) = call(&nodes[2], Method::PUT, &uri, "{}").await;

@@ -330,24 +330,32 @@ async fn fire(
 }
 
 /// Renew this host's placement entry every quarter lease; a lapse voids
-/// every actor here.
+/// every actor here. A failed renewal (a busy store, a lost compare-and-set
+/// race) is retried soon rather than a quarter lease later, so one slow
+/// store call does not leave the host unable to start turns.
 async fn renew(host: Arc<Host>, shutdown: CancellationToken) {
     let every = host.placement.ttl() / 4;
+    let soon = (every / 5).max(Duration::from_millis(20));
+    let mut wait = every;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(wait) => {}
         }
-        match host.placement.heartbeat().await {
-            Ok(false) => {}
+        wait = match host.placement.heartbeat().await {
+            Ok(false) => every,
             Ok(true) => {
                 tracing::warn!(
                     "this gateway's actor placement entry had lapsed; its actors were voided"
                 );
                 host.drop_all().await;
+                every
             }
-            Err(err) => tracing::warn!(error = %err, "renewing the actor placement entry failed"),
-        }
+            Err(err) => {
+                tracing::warn!(error = %err, "renewing the actor placement entry failed");
+                soon
+            }
+        };
     }
 }
 

@@ -189,24 +189,32 @@ fn send_frame(
 }
 
 /// Send the frames of a request body that are ready now; whether it is done.
+///
+/// Only a failing body is an error. The peer may answer and close the
+/// stream before the whole request went out (a server that rejects a call
+/// at once does so); h2 then refuses further frames, and the answer, which
+/// the caller awaits next, is what the call returns.
 fn send_ready(body: &mut Body, stream: &mut h2::SendStream<Bytes>) -> Result<bool, ChannelError> {
     loop {
-        match body.frame().now_or_never() {
+        let sent = match body.frame().now_or_never() {
             Some(Some(Ok(frame))) => {
                 let end = body.is_end_stream();
-                if send_frame(stream, frame, end)? {
-                    return Ok(true);
-                }
+                send_frame(stream, frame, end)
             }
             Some(Some(Err(status))) => {
                 stream.send_reset(h2::Reason::CANCEL);
                 return Err(status.into());
             }
-            Some(None) => {
-                stream.send_data(Bytes::new(), true)?;
+            Some(None) => stream.send_data(Bytes::new(), true).map(|()| true),
+            None => return Ok(false),
+        };
+        match sent {
+            Ok(false) => {}
+            Ok(true) => return Ok(true),
+            Err(err) => {
+                tracing::debug!(error = %err, "the peer closed the stream before the request was sent");
                 return Ok(true);
             }
-            None => return Ok(false),
         }
     }
 }
@@ -267,11 +275,12 @@ impl tower::Service<http::Request<Body>> for UdsChannel {
                 .path_and_query(path)
                 .build()?;
             let mut sender = channel.ready_sender().await?;
+            let empty = body.is_end_stream();
             let (response, mut stream) =
-                sender.send_request(http::Request::from_parts(parts, ()), false)?;
+                sender.send_request(http::Request::from_parts(parts, ()), empty)?;
             // Before anything yields to the connection task, so a unary
             // call's message leaves in the same write as its HEADERS.
-            if !send_ready(&mut body, &mut stream)? {
+            if !empty && !send_ready(&mut body, &mut stream)? {
                 tokio::spawn(pipe(body, stream));
             }
             // A component that accepts but never answers must not hang the

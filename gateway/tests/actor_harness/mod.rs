@@ -178,6 +178,11 @@ impl Drop for Node {
 
 /// A gateway with its own state-store component (`state_yaml`, served by
 /// `serve`) marked as the actor store, and, with `app`, an actor app.
+/// Every test gateway's actor lease time: short, so a death is seen soon,
+/// yet long enough that a renewal delayed by a loaded 2-core CI machine
+/// (three gateways, their components and apps in one process) is not a lapse.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+
 pub async fn node(
     component: &str,
     state_yaml: &str,
@@ -207,7 +212,7 @@ pub async fn node(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut config = support::config(dir.path(), None);
-    config.actor_lease_ttl = Duration::from_secs(2);
+    config.actor_lease_ttl = LEASE_TTL;
     let gateway_http = Arc::new(Mutex::new(None));
     if let Some((index, seen, actor_config)) = app {
         config.app_port = Some(
