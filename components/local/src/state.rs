@@ -30,6 +30,11 @@ const KEYS: &[&str] = &[
 
 struct Open {
     pool: SqlitePool,
+    /// One writer at a time in this process. SQLite allows one anyway, and
+    /// a writer that finds the lock taken sleeps in SQLite's busy handler
+    /// (1, 2, 5, 10... ms), long after the lock is free again; queueing
+    /// here hands the lock over at once.
+    writer: tokio::sync::Mutex<()>,
     table: String,
     timeout: Duration,
     _sweeper: DropGuard,
@@ -71,58 +76,70 @@ fn expiry(metadata: &HashMap<String, String>) -> Result<Option<i64>, ComponentEr
 
 // === SQL helpers shared by single, bulk and transactional writes ===
 
-async fn current_etag(
-    conn: &mut SqliteConnection,
-    table: &str,
-    key: &str,
-) -> Result<Option<i64>, ComponentError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT etag FROM {table} WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
-    )))
-    .bind(key)
-    .bind(now_ms())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(sql("reading the current ETag"))?;
-    Ok(row.map(|r| r.get::<i64, _>(0)))
-}
-
+/// One statement per write, checking the ETag (or first-write) in its
+/// `WHERE`: each statement is a round trip to sqlx's SQLite thread, so
+/// reading the current ETag first would double the cost of every write.
 async fn set_in(
     conn: &mut SqliteConnection,
     table: &str,
     req: SetRequest,
 ) -> Result<(), ComponentError> {
     let expires_at = expiry(&req.metadata)?;
-    let current = current_etag(conn, table, &req.key).await?;
-    match &req.etag {
+    let now = now_ms();
+    let written = match &req.etag {
         Some(etag) => {
             let wanted = parse_etag(etag)?;
-            if current != Some(wanted) {
-                return Err(ComponentError::etag_mismatch(format!(
-                    "key {:?}: ETag {etag} is not the current one",
-                    req.key
-                )));
-            }
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET value = ?1, etag = ?2, expires_at = ?3
+                 WHERE key = ?4 AND etag = ?5 AND (expires_at IS NULL OR expires_at > ?6)"
+            )))
+            .bind(&req.value)
+            .bind(new_etag())
+            .bind(expires_at)
+            .bind(&req.key)
+            .bind(wanted)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("writing state"))?
         }
-        None if req.concurrency == Concurrency::FirstWrite && current.is_some() => {
-            return Err(ComponentError::etag_mismatch(format!(
+        // First write without an ETag: only where no live row exists.
+        None if req.concurrency == Concurrency::FirstWrite => sqlx::query(sqlx::AssertSqlSafe(
+            format!(
+                "INSERT INTO {table} (key, value, etag, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at
+                 WHERE {table}.expires_at IS NOT NULL AND {table}.expires_at <= ?5"
+            ),
+        ))
+        .bind(&req.key)
+        .bind(&req.value)
+        .bind(new_etag())
+        .bind(expires_at)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("writing state"))?,
+        None => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (key, value, etag, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at"
+        )))
+        .bind(&req.key)
+        .bind(&req.value)
+        .bind(new_etag())
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("writing state"))?,
+    };
+    if written.rows_affected() == 0 {
+        return Err(ComponentError::etag_mismatch(match &req.etag {
+            Some(etag) => format!("key {:?}: ETag {etag} is not the current one", req.key),
+            None => format!(
                 "key {:?} exists; first-write concurrency needs its ETag",
                 req.key
-            )));
-        }
-        None => {}
+            ),
+        }));
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {table} (key, value, etag, expires_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at"
-    )))
-    .bind(&req.key)
-    .bind(&req.value)
-    .bind(new_etag())
-    .bind(expires_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(sql("writing state"))?;
     Ok(())
 }
 
@@ -172,6 +189,7 @@ impl SqliteState {
     async fn in_transaction(&self, ops: Vec<TransactionOperation>) -> Result<(), ComponentError> {
         let open = self.open()?;
         let work = async {
+            let _writer = open.writer.lock().await;
             let mut tx = open
                 .pool
                 // IMMEDIATE takes the write lock up front: a deferred transaction that
@@ -256,6 +274,7 @@ impl StateStore for SqliteState {
         self.open
             .set(Open {
                 pool,
+                writer: tokio::sync::Mutex::new(()),
                 table,
                 timeout,
                 _sweeper: stop.drop_guard(),
