@@ -28,11 +28,12 @@ use super::ListFilter;
 
 mod actions;
 mod client;
+mod index;
 mod outbox;
 use super::events::{self, confirming, unscheduled};
 use super::ownership::{Claim, Ownership};
 use super::records::{
-    self, Failure, Index, Instance, Meta, Parent, PendingActivity, PendingChild, Status,
+    self, Failure, Instance, Meta, Parent, PendingActivity, PendingChild, Status,
 };
 use super::workers::{Completion, Workers};
 use crate::actors::ActorStore;
@@ -79,7 +80,7 @@ pub(crate) struct Engine {
     /// Set once placement is joined; `distributed` says whether to wait for it.
     ownership: OnceLock<Arc<Ownership>>,
     distributed: std::sync::atomic::AtomicBool,
-    index_writers: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
+    index_writers: Mutex<HashMap<u32, Arc<index::Writer>>>,
 }
 
 fn failed(entry: codes::Entry) -> impl Fn(StoreError) -> ApiError {
@@ -285,44 +286,6 @@ impl Engine {
         }
     }
 
-    async fn index(&self) -> Result<Vec<(String, Status)>, StoreError> {
-        let mut all = Vec::new();
-        for p in 0..records::INDEX_PARTITIONS {
-            if let Some(part) = self
-                .store
-                .get::<Index>(&records::index_key(&self.app_id, p))
-                .await?
-            {
-                all.extend(part.value.instances);
-            }
-        }
-        all.sort();
-        Ok(all)
-    }
-
-    async fn set_index(&self, id: &str, status: Option<Status>) -> Result<(), StoreError> {
-        let partition = records::partition(id);
-        let key = records::index_key(&self.app_id, partition);
-        // One writer per partition on this gateway: its own updates queue
-        // here instead of racing each other's compare-and-set.
-        let writer = self
-            .index_writers
-            .lock()
-            .map(|mut w| Arc::clone(w.entry(partition).or_default()))
-            .unwrap_or_default();
-        let _turn = writer.lock().await;
-        self.store
-            .update::<Index, _>(&key, |current| {
-                let mut part = current.unwrap_or_default();
-                match status {
-                    Some(status) => part.instances.insert(id.to_owned(), status),
-                    None => part.instances.remove(id),
-                };
-                (Some(part), ())
-            })
-            .await
-    }
-
     // === steps ===
 
     /// Make sure a step runs for `id` (again, if one is running now).
@@ -478,6 +441,7 @@ impl Engine {
         else {
             return Ok(());
         };
+        let read_etag = found.etag;
         let meta = found.value;
         if meta.status().is_terminal() {
             if repair {
@@ -538,17 +502,25 @@ impl Engine {
                 return Err("an activity result answered a workflow step".into());
             }
         };
+        // The first commit goes over the record as read above: usually
+        // nothing changed meanwhile, and a change fails the compare-and-set
+        // and rereads.
+        let mut first = Some((read_etag, meta.clone()));
         loop {
-            let Some(current) = self
-                .store
-                .get::<Meta>(&key)
-                .await
-                .map_err(|e| e.to_string())?
-            else {
-                return Ok(());
+            let (etag, current) = match first.take() {
+                Some(read) => read,
+                None => match self
+                    .store
+                    .get::<Meta>(&key)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(found) => (found.etag, found.value),
+                    None => return Ok(()),
+                },
             };
-            let before = current.value.status();
-            let mut next = current.value;
+            let before = current.status();
+            let mut next = current;
             if next.execution_id != meta.execution_id
                 || next.status().is_terminal()
                 || !next.inbox.starts_with(&taken)
@@ -560,7 +532,7 @@ impl Engine {
             let mut appended = new_events.clone();
             let effects = self.apply(id, &mut next, &mut appended, &response);
             let status_changed = before != next.status();
-            match self.commit(id, &current.etag, next.clone(), appended).await {
+            match self.commit(id, &etag, next.clone(), appended).await {
                 Ok(true) => {
                     let _ = ack.send(());
                     self.after(id, &next, effects, status_changed).await;
