@@ -143,6 +143,78 @@ async fn set_in(
     Ok(())
 }
 
+/// Rows per multi-row upsert (4 parameters each, well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// Whether `op` is a plain write: no ETag, not first-write.
+fn is_plain(op: &TransactionOperation) -> bool {
+    matches!(op, TransactionOperation::Set(r) if is_plain_set(r))
+}
+
+/// Plain writes of distinct keys, as one multi-row upsert per
+/// [`ROWS_PER_STATEMENT`] rows.
+async fn upsert_many(
+    conn: &mut SqliteConnection,
+    table: &str,
+    reqs: &[SetRequest],
+) -> Result<(), ComponentError> {
+    for chunk in reqs.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = i * 4;
+                format!("(?{}, ?{}, ?{}, ?{})", n + 1, n + 2, n + 3, n + 4)
+            })
+            .collect();
+        let statement = format!(
+            "INSERT INTO {table} (key, value, etag, expires_at) VALUES {}
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+        for req in chunk {
+            query = query
+                .bind(&req.key)
+                .bind(&req.value)
+                .bind(new_etag())
+                .bind(expiry(&req.metadata)?);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("writing state"))?;
+    }
+    Ok(())
+}
+
+/// Apply `ops` in order on `conn`. Each statement is a round trip to sqlx's
+/// SQLite thread, so runs of plain writes to distinct keys (a workflow
+/// step's history events) go as one statement.
+async fn apply_ops(
+    conn: &mut SqliteConnection,
+    table: &str,
+    ops: Vec<TransactionOperation>,
+) -> Result<(), ComponentError> {
+    let mut plain: Vec<SetRequest> = Vec::new();
+    for op in ops {
+        let repeated =
+            matches!(&op, TransactionOperation::Set(r) if plain.iter().any(|p| p.key == r.key));
+        if !is_plain(&op) || repeated {
+            upsert_many(conn, table, &plain).await?;
+            plain.clear();
+        }
+        match op {
+            TransactionOperation::Set(r) if is_plain_set(&r) => plain.push(r),
+            TransactionOperation::Set(r) => set_in(conn, table, r).await?,
+            TransactionOperation::Delete(r) => delete_in(conn, table, r).await?,
+        }
+    }
+    upsert_many(conn, table, &plain).await
+}
+
+fn is_plain_set(req: &SetRequest) -> bool {
+    req.etag.is_none() && req.concurrency != Concurrency::FirstWrite
+}
+
 async fn delete_in(
     conn: &mut SqliteConnection,
     table: &str,
@@ -190,20 +262,25 @@ impl SqliteState {
         let open = self.open()?;
         let work = async {
             let _writer = open.writer.lock().await;
+            if ops.len() == 1 {
+                // One statement is atomic on its own: no BEGIN and COMMIT
+                // round trips.
+                let mut conn = open
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(sql("opening a connection"))?;
+                return apply_ops(&mut conn, &open.table, ops).await;
+            }
             let mut tx = open
                 .pool
                 // IMMEDIATE takes the write lock up front: a deferred transaction that
-                // reads the ETag and then writes can fail outright when another writer
+                // reads and then writes can fail outright when another writer
                 // commits in between.
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(sql("starting a transaction"))?;
-            for op in ops {
-                match op {
-                    TransactionOperation::Set(r) => set_in(&mut tx, &open.table, r).await?,
-                    TransactionOperation::Delete(r) => delete_in(&mut tx, &open.table, r).await?,
-                }
-            }
+            apply_ops(&mut tx, &open.table, ops).await?;
             // Dropping `tx` without commit (any `?` above) rolls everything back.
             tx.commit().await.map_err(sql("committing"))
         };
