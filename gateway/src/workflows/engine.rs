@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prost::Message;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +29,7 @@ mod actions;
 mod client;
 mod index;
 mod outbox;
+mod watch;
 use super::events::{self, confirming, unscheduled};
 use super::ownership::{Claim, Ownership};
 use super::records::{
@@ -73,7 +73,7 @@ pub(crate) struct Engine {
     workers: Arc<Workers>,
     running: Mutex<HashMap<String, RunState>>,
     outstanding: Mutex<HashSet<(String, String, i32)>>,
-    changed: Notify,
+    watchers: watch::Watchers,
     cache: Mutex<HashMap<String, (String, Vec<dt::HistoryEvent>)>>,
     context: OnceLock<(TaskTracker, CancellationToken)>,
     me: OnceLock<std::sync::Weak<Engine>>,
@@ -106,7 +106,7 @@ impl Engine {
             workers,
             running: Mutex::new(HashMap::new()),
             outstanding: Mutex::new(HashSet::new()),
-            changed: Notify::new(),
+            watchers: watch::Watchers::default(),
             cache: Mutex::new(HashMap::new()),
             context: OnceLock::new(),
             me: OnceLock::new(),
@@ -587,7 +587,9 @@ impl Engine {
         if effects.again {
             self.kick(id);
         }
-        self.changed.notify_waiters();
+        if status_changed || effects.finished {
+            self.changed(id);
+        }
     }
 
     /// A finished instance: index it, tell its parent.
@@ -629,7 +631,7 @@ impl Engine {
                 tracing::warn!(instance_id = id, parent = %parent.instance_id, error = %err, "could not tell the parent workflow");
             }
         }
-        self.changed.notify_waiters();
+        self.changed(id);
     }
 
     /// Append `event` to an instance's inbox (of execution `execution`, when

@@ -57,7 +57,7 @@ impl Engine {
         // The instance is stored: run it even if indexing it fails now (the
         // index is retried in the background; it is what recovery reads).
         self.kick(id);
-        self.changed.notify_waiters();
+        self.changed(id);
         if let Err(err) = self.set_index(id, Some(Status::Pending)).await {
             tracing::warn!(instance_id = id, error = %err, "indexing a new workflow failed; retrying in the background");
             self.index_later(id, Status::Pending);
@@ -112,8 +112,9 @@ impl Engine {
         id: &str,
         completion: bool,
     ) -> Result<Option<Instance>, ApiError> {
+        let watch = self.watch(id);
         loop {
-            let changed = self.changed.notified();
+            let changed = watch.notify.notified();
             let Some(instance) = self.get(id).await? else {
                 return Ok(None);
             };
@@ -125,7 +126,7 @@ impl Engine {
             if done {
                 return Ok(Some(instance));
             }
-            // Woken by any commit here; polling covers other gateways.
+            // Woken by a status change here; polling covers other gateways.
             let _ = tokio::time::timeout(Duration::from_millis(500), changed).await;
         }
     }
@@ -251,7 +252,7 @@ impl Engine {
             }
         };
         self.set_index(id, Some(status)).await.map_err(&fail)?;
-        self.changed.notify_waiters();
+        self.changed(id);
         if !suspend {
             self.kick(id);
         }
@@ -295,7 +296,7 @@ impl Engine {
                 }
             }
         }
-        self.changed.notify_waiters();
+        self.changed(id);
         Ok(count)
     }
 
