@@ -76,9 +76,10 @@ fn expiry(metadata: &HashMap<String, String>) -> Result<Option<i64>, ComponentEr
 
 // === SQL helpers shared by single, bulk and transactional writes ===
 
-/// One statement per write, checking the ETag (or first-write) in its
-/// `WHERE`: each statement is a round trip to sqlx's SQLite thread, so
-/// reading the current ETag first would double the cost of every write.
+/// A conditional write (an ETag, or first-write without one) as one
+/// statement, the condition in its `WHERE`: each statement is a round trip
+/// to sqlx's SQLite thread, so reading the current ETag first would double
+/// the cost. Plain writes go through [`upsert_many`].
 async fn set_in(
     conn: &mut SqliteConnection,
     table: &str,
@@ -104,29 +105,16 @@ async fn set_in(
             .map_err(sql("writing state"))?
         }
         // First write without an ETag: only where no live row exists.
-        None if req.concurrency == Concurrency::FirstWrite => sqlx::query(sqlx::AssertSqlSafe(
-            format!(
-                "INSERT INTO {table} (key, value, etag, expires_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at
-                 WHERE {table}.expires_at IS NOT NULL AND {table}.expires_at <= ?5"
-            ),
-        ))
-        .bind(&req.key)
-        .bind(&req.value)
-        .bind(new_etag())
-        .bind(expires_at)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(sql("writing state"))?,
         None => sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {table} (key, value, etag, expires_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at"
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at
+             WHERE {table}.expires_at IS NOT NULL AND {table}.expires_at <= ?5"
         )))
         .bind(&req.key)
         .bind(&req.value)
         .bind(new_etag())
         .bind(expires_at)
+        .bind(now)
         .execute(&mut *conn)
         .await
         .map_err(sql("writing state"))?,
@@ -146,9 +134,9 @@ async fn set_in(
 /// Rows per multi-row upsert (4 parameters each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 200;
 
-/// Whether `op` is a plain write: no ETag, not first-write.
-fn is_plain(op: &TransactionOperation) -> bool {
-    matches!(op, TransactionOperation::Set(r) if is_plain_set(r))
+/// Whether `req` is a plain write: no ETag, not first-write.
+fn is_plain(req: &SetRequest) -> bool {
+    req.etag.is_none() && req.concurrency != Concurrency::FirstWrite
 }
 
 /// Plain writes of distinct keys, as one multi-row upsert per
@@ -196,23 +184,26 @@ async fn apply_ops(
 ) -> Result<(), ComponentError> {
     let mut plain: Vec<SetRequest> = Vec::new();
     for op in ops {
-        let repeated =
-            matches!(&op, TransactionOperation::Set(r) if plain.iter().any(|p| p.key == r.key));
-        if !is_plain(&op) || repeated {
-            upsert_many(conn, table, &plain).await?;
-            plain.clear();
-        }
         match op {
-            TransactionOperation::Set(r) if is_plain_set(&r) => plain.push(r),
-            TransactionOperation::Set(r) => set_in(conn, table, r).await?,
-            TransactionOperation::Delete(r) => delete_in(conn, table, r).await?,
+            TransactionOperation::Set(req) if is_plain(&req) => {
+                // One upsert may not touch a row twice.
+                if plain.iter().any(|p| p.key == req.key) {
+                    upsert_many(conn, table, &plain).await?;
+                    plain.clear();
+                }
+                plain.push(req);
+            }
+            other => {
+                upsert_many(conn, table, &plain).await?;
+                plain.clear();
+                match other {
+                    TransactionOperation::Set(req) => set_in(conn, table, req).await?,
+                    TransactionOperation::Delete(req) => delete_in(conn, table, req).await?,
+                }
+            }
         }
     }
     upsert_many(conn, table, &plain).await
-}
-
-fn is_plain_set(req: &SetRequest) -> bool {
-    req.etag.is_none() && req.concurrency != Concurrency::FirstWrite
 }
 
 async fn delete_in(
