@@ -5,8 +5,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use outrigger_component_sdk::{ComponentError, Metadata};
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 /// Refuse keys this component does not know (Dapr's generic keys pass).
@@ -55,12 +57,12 @@ pub fn identifier(key: &str, name: &str) -> Result<String, ComponentError> {
     }
 }
 
-/// Open (creating when missing) the database named by `databaseFile`, in
-/// WAL mode with `busyTimeout` (default 2 s).
+/// How to open the database named by `databaseFile` (created when
+/// missing), in WAL mode with `busyTimeout` (default 2 s).
 ///
 /// # Errors
-/// A bad path or timeout, or SQLite failing to open the file (named).
-pub async fn open(metadata: &Metadata) -> Result<SqlitePool, ComponentError> {
+/// A bad duration, or a folder that cannot be created (named).
+fn options(metadata: &Metadata) -> Result<(SqliteConnectOptions, PathBuf), ComponentError> {
     let file = metadata
         .get("databaseFile")
         .or_else(|| metadata.get("connectionString"))
@@ -84,16 +86,56 @@ pub async fn open(metadata: &Metadata) -> Result<SqlitePool, ComponentError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(busy);
+    Ok((options, file))
+}
+
+fn cannot_open(file: &std::path::Path) -> impl Fn(sqlx::Error) -> ComponentError + '_ {
+    move |e| {
+        ComponentError::invalid_argument(
+            "databaseFile",
+            format!("cannot open {}: {e}", file.display()),
+        )
+    }
+}
+
+/// A pool on the database named by `databaseFile` (see [`connect`]).
+///
+/// sqlx's default pool pings a connection before lending it; SQLite
+/// connections do not drop like network ones, and each ping is one more
+/// round trip to the connection's thread, so it is off.
+///
+/// # Errors
+/// A bad path or timeout, or SQLite failing to open the file (named).
+pub async fn open(metadata: &Metadata) -> Result<SqlitePool, ComponentError> {
+    let (options, file) = options(metadata)?;
     SqlitePoolOptions::new()
         .max_connections(8)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
-        .map_err(|e| {
-            ComponentError::invalid_argument(
-                "databaseFile",
-                format!("cannot open {}: {e}", file.display()),
-            )
-        })
+        .map_err(cannot_open(&file))
+}
+
+/// `count` connections of their own (outside any pool) on the database
+/// named by `databaseFile`, in WAL mode with `busyTimeout` (default 2 s).
+///
+/// A pooled connection costs two more round trips to its SQLite thread per
+/// use than the statement itself (sqlx pings it when it goes back to the
+/// pool, and when lent unless told not to); the state store's hot path
+/// keeps connections of its own instead.
+///
+/// # Errors
+/// A bad path or timeout, or SQLite failing to open the file (named).
+pub async fn connect(
+    metadata: &Metadata,
+    count: usize,
+) -> Result<Vec<SqliteConnection>, ComponentError> {
+    let (options, file) = options(metadata)?;
+    let mut connections = Vec::with_capacity(count);
+    for _ in 0..count {
+        connections.push(options.connect().await.map_err(cannot_open(&file))?);
+    }
+    Ok(connections)
 }
 
 /// Milliseconds since the Unix epoch.

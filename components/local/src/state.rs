@@ -9,12 +9,14 @@
 //! `[A-Za-z_][A-Za-z0-9_]*` (hence the `AssertSqlSafe`s).
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use outrigger_component_sdk::state::*;
 use outrigger_component_sdk::{ComponentError, Metadata, async_trait};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::db::{self, now_ms, sql};
@@ -28,13 +30,18 @@ const KEYS: &[&str] = &[
     "busyTimeout",
 ];
 
+/// Reader connections (WAL lets them read while one writes).
+const READERS: usize = 4;
+
 struct Open {
-    pool: SqlitePool,
-    /// One writer at a time in this process. SQLite allows one anyway, and
-    /// a writer that finds the lock taken sleeps in SQLite's busy handler
-    /// (1, 2, 5, 10... ms), long after the lock is free again; queueing
-    /// here hands the lock over at once.
-    writer: tokio::sync::Mutex<()>,
+    /// The one writing connection of this process. SQLite allows one
+    /// writer anyway, and a writer that finds the lock taken sleeps in
+    /// SQLite's busy handler (1, 2, 5, 10... ms), long after the lock is
+    /// free again; queueing here hands the lock over at once.
+    writer: Arc<Mutex<SqliteConnection>>,
+    readers: Vec<Mutex<SqliteConnection>>,
+    /// Which reader a caller waits for when all are busy.
+    next_reader: AtomicUsize,
     table: String,
     timeout: Duration,
     _sweeper: DropGuard,
@@ -242,6 +249,19 @@ async fn delete_in(
 
 // === impl SqliteState ===
 
+impl Open {
+    /// A free reader, else the next one in turn once it is free.
+    async fn reader(&self) -> MutexGuard<'_, SqliteConnection> {
+        for reader in &self.readers {
+            if let Ok(free) = reader.try_lock() {
+                return free;
+            }
+        }
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[n].lock().await
+    }
+}
+
 impl SqliteState {
     fn open(&self) -> Result<&Open, ComponentError> {
         self.open.get().ok_or_else(|| {
@@ -252,22 +272,16 @@ impl SqliteState {
     async fn in_transaction(&self, ops: Vec<TransactionOperation>) -> Result<(), ComponentError> {
         let open = self.open()?;
         let work = async {
-            let _writer = open.writer.lock().await;
+            let mut conn = open.writer.lock().await;
             if ops.len() == 1 {
                 // One statement is atomic on its own: no BEGIN and COMMIT
                 // round trips.
-                let mut conn = open
-                    .pool
-                    .acquire()
-                    .await
-                    .map_err(sql("opening a connection"))?;
                 return apply_ops(&mut conn, &open.table, ops).await;
             }
-            let mut tx = open
-                .pool
-                // IMMEDIATE takes the write lock up front: a deferred transaction that
-                // reads and then writes can fail outright when another writer
-                // commits in between.
+            // IMMEDIATE takes the write lock up front: a deferred transaction that
+            // reads and then writes can fail outright when another writer
+            // commits in between.
+            let mut tx = conn
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(sql("starting a transaction"))?;
@@ -298,7 +312,10 @@ impl StateStore for SqliteState {
         let cleanup = metadata
             .duration("cleanupInterval")?
             .unwrap_or(Duration::from_secs(3600));
-        let pool = db::open(&metadata).await?;
+        let mut connections = db::connect(&metadata, READERS + 1).await?;
+        let mut writer = connections
+            .pop()
+            .ok_or_else(|| ComponentError::internal("no connection to the database was opened"))?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                 key TEXT PRIMARY KEY NOT NULL,
@@ -307,17 +324,18 @@ impl StateStore for SqliteState {
                 expires_at INTEGER
             )"
         )))
-        .execute(&pool)
+        .execute(&mut writer)
         .await
         .map_err(sql("creating the state table"))?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE INDEX IF NOT EXISTS {table}_expires ON {table} (expires_at) WHERE expires_at IS NOT NULL")))
-            .execute(&pool)
+            .execute(&mut writer)
             .await
             .map_err(sql("creating the expiry index"))?;
+        let writer = Arc::new(Mutex::new(writer));
 
         let stop = CancellationToken::new();
         if !cleanup.is_zero() {
-            let (pool, table, token) = (pool.clone(), table.clone(), stop.clone());
+            let (writer, table, token) = (writer.clone(), table.clone(), stop.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -328,7 +346,7 @@ impl StateStore for SqliteState {
                         "DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?1"
                     )))
                     .bind(now_ms())
-                    .execute(&pool)
+                    .execute(&mut *writer.lock().await)
                     .await;
                     match swept {
                         Ok(done) => {
@@ -341,8 +359,9 @@ impl StateStore for SqliteState {
         }
         self.open
             .set(Open {
-                pool,
-                writer: tokio::sync::Mutex::new(()),
+                writer,
+                readers: connections.into_iter().map(Mutex::new).collect(),
+                next_reader: AtomicUsize::new(0),
                 table,
                 timeout,
                 _sweeper: stop.drop_guard(),
@@ -369,7 +388,7 @@ impl StateStore for SqliteState {
         )))
         .bind(&req.key)
         .bind(now_ms())
-        .fetch_optional(&open.pool)
+        .fetch_optional(&mut *open.reader().await)
         .await
         .map_err(sql("reading state"))?;
         Ok(row.map(|r| {
@@ -423,7 +442,7 @@ impl StateStore for SqliteState {
             open.table
         )))
         .bind(now_ms())
-        .fetch_all(&open.pool)
+        .fetch_all(&mut *open.reader().await)
         .await
         .map_err(sql("querying state"))?;
         let items = rows
@@ -442,7 +461,7 @@ impl StateStore for SqliteState {
     async fn ping(&self) -> Result<(), ComponentError> {
         let open = self.open()?;
         sqlx::query("SELECT 1")
-            .execute(&open.pool)
+            .execute(&mut *open.reader().await)
             .await
             .map_err(sql("ping"))?;
         Ok(())
