@@ -247,6 +247,26 @@ async fn delete_in(
     Ok(())
 }
 
+/// The item in columns `value, etag, expires_at` of `row` from `first` on.
+fn item(row: &sqlx::sqlite::SqliteRow, first: usize) -> StateItem {
+    let mut metadata = HashMap::new();
+    if let Some(at) = row
+        .get::<Option<i64>, _>(first + 2)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+    {
+        metadata.insert(
+            "ttlExpireTime".to_owned(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+    }
+    StateItem {
+        data: row.get(first),
+        etag: Some(row.get::<i64, _>(first + 1).to_string()),
+        metadata,
+        content_type: None,
+    }
+}
+
 // === impl SqliteState ===
 
 impl Open {
@@ -391,24 +411,43 @@ impl StateStore for SqliteState {
         .fetch_optional(&mut *open.reader().await)
         .await
         .map_err(sql("reading state"))?;
-        Ok(row.map(|r| {
-            let mut metadata = HashMap::new();
-            if let Some(at) = r
-                .get::<Option<i64>, _>(2)
-                .and_then(chrono::DateTime::from_timestamp_millis)
+        Ok(row.map(|r| item(&r, 0)))
+    }
+
+    /// One statement per [`ROWS_PER_STATEMENT`] keys (each statement is a
+    /// round trip to the SQLite thread; the default reads key by key).
+    async fn bulk_get(&self, reqs: Vec<GetRequest>) -> Result<Vec<BulkGetItem>, ComponentError> {
+        let open = self.open()?;
+        let mut found: HashMap<String, StateItem> = HashMap::with_capacity(reqs.len());
+        let now = now_ms();
+        let mut conn = open.reader().await;
+        for chunk in reqs.chunks(ROWS_PER_STATEMENT) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
+            let statement = format!(
+                "SELECT key, value, etag, expires_at FROM {} WHERE (expires_at IS NULL OR expires_at > ?1) AND key IN ({})",
+                open.table,
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
+            for req in chunk {
+                query = query.bind(&req.key);
+            }
+            for row in query
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(sql("reading state"))?
             {
-                metadata.insert(
-                    "ttlExpireTime".to_owned(),
-                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                );
+                found.insert(row.get(0), item(&row, 1));
             }
-            StateItem {
-                data: r.get(0),
-                etag: Some(r.get::<i64, _>(1).to_string()),
-                metadata,
-                content_type: None,
-            }
-        }))
+        }
+        Ok(reqs
+            .into_iter()
+            .map(|req| BulkGetItem {
+                item: found.get(&req.key).cloned(),
+                key: req.key,
+                error: None,
+            })
+            .collect())
     }
 
     async fn set(&self, req: SetRequest) -> Result<(), ComponentError> {

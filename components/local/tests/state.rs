@@ -178,6 +178,22 @@ async fn ttl_hides_and_sweeps() {
             .is_empty(),
         "expired rows are invisible"
     );
+    let bulk = c
+        .bulk_get(to(
+            "s",
+            pb::BulkGetRequest {
+                items: vec![get("short")],
+                options: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(
+        bulk.len() == 1 && bulk[0].data.is_empty() && bulk[0].etag.is_none(),
+        "expired rows are invisible to BulkGet too: {bulk:?}"
+    );
 
     // Overwriting without a TTL removes the expiry.
     let mut reset = set("reset", b"x");

@@ -16,6 +16,10 @@ use outrigger_proto::components as pb;
 
 use crate::components::{Component, Registry};
 
+mod batch;
+
+use batch::{Batches, Got, Write};
+
 /// Prefix of every record of ours (never a Dapr state key: app ids cannot
 /// be `outrigger` and also use this layout).
 pub(crate) const PREFIX: &str = "outrigger||actors";
@@ -46,6 +50,7 @@ pub(crate) struct Versioned<T> {
 pub(crate) struct Store {
     registry: Arc<Registry>,
     name: String,
+    batches: Arc<Batches>,
 }
 
 fn is_conflict(status: &tonic::Status) -> bool {
@@ -57,7 +62,11 @@ fn is_conflict(status: &tonic::Status) -> bool {
 
 impl Store {
     pub(crate) fn new(registry: Arc<Registry>, name: String) -> Self {
-        Self { registry, name }
+        Self {
+            registry,
+            name,
+            batches: Arc::default(),
+        }
     }
 
     /// The component's name.
@@ -88,10 +97,11 @@ impl Store {
     }
 
     /// Raw bytes and ETag of `key`, `None` when missing.
-    pub(crate) async fn get_raw(
-        &self,
-        key: &str,
-    ) -> Result<Option<(Vec<u8>, Option<String>, HashMap<String, String>)>, StoreError> {
+    pub(crate) async fn get_raw(&self, key: &str) -> Result<Got, StoreError> {
+        self.queued_get(key).await
+    }
+
+    async fn get_now(&self, key: &str) -> Result<Got, StoreError> {
         let reply = self
             .component()?
             .state()
@@ -142,6 +152,10 @@ impl Store {
         etag: Option<&str>,
     ) -> Result<(), StoreError> {
         let request = set_request(key, value, etag)?;
+        self.queued_write(Write::Set(request)).await
+    }
+
+    async fn set_now(&self, request: pb::SetRequest) -> Result<(), StoreError> {
         self.component()?
             .state()
             .set(request)
@@ -152,19 +166,68 @@ impl Store {
 
     /// Delete `key`, only while its ETag is `etag` when given.
     pub(crate) async fn delete(&self, key: &str, etag: Option<&str>) -> Result<(), StoreError> {
+        self.queued_write(Write::Delete(pb::DeleteRequest {
+            key: key.to_owned(),
+            etag: etag.map(|value| pb::Etag {
+                value: value.to_owned(),
+            }),
+            metadata: HashMap::new(),
+            options: Some(first_write()),
+        }))
+        .await
+    }
+
+    async fn delete_now(&self, request: pb::DeleteRequest) -> Result<(), StoreError> {
         self.component()?
             .state()
-            .delete(pb::DeleteRequest {
-                key: key.to_owned(),
-                etag: etag.map(|value| pb::Etag {
-                    value: value.to_owned(),
-                }),
-                metadata: HashMap::new(),
-                options: Some(first_write()),
-            })
+            .delete(request)
             .await
             .map(drop)
             .map_err(|s| self.failed(&s))
+    }
+
+    /// Several keys in one `BulkGet`, by key (a key the store could not
+    /// read has its error).
+    async fn bulk_get_now(
+        &self,
+        keys: &[String],
+    ) -> Result<
+        HashMap<String, Result<(Vec<u8>, Option<String>, HashMap<String, String>), StoreError>>,
+        StoreError,
+    > {
+        let reply = self
+            .component()?
+            .state()
+            .bulk_get(pb::BulkGetRequest {
+                items: keys
+                    .iter()
+                    .map(|key| pb::GetRequest {
+                        key: key.clone(),
+                        metadata: HashMap::new(),
+                        consistency: pb::state_options::StateConsistency::ConsistencyStrong as i32,
+                    })
+                    .collect(),
+                options: None,
+            })
+            .await
+            .map_err(|s| self.failed(&s))?
+            .into_inner();
+        let mut found = HashMap::with_capacity(reply.items.len());
+        for item in reply.items {
+            if !item.error.is_empty() {
+                let error = StoreError::Failed(format!(
+                    "actor state store {}: reading {}: {}",
+                    self.name, item.key, item.error
+                ));
+                found.insert(item.key, Err(error));
+            } else if !item.data.is_empty() || item.etag.is_some() {
+                found.insert(
+                    item.key,
+                    Ok((item.data, item.etag.map(|e| e.value), item.metadata)),
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// Raw bytes of several keys, in order (`None`: missing).
@@ -209,6 +272,13 @@ impl Store {
 
     /// Apply `operations` in one transaction.
     pub(crate) async fn transact(
+        &self,
+        operations: Vec<pb::TransactionalStateOperation>,
+    ) -> Result<(), StoreError> {
+        self.queued_write(Write::Transact(operations)).await
+    }
+
+    async fn transact_now(
         &self,
         operations: Vec<pb::TransactionalStateOperation>,
     ) -> Result<(), StoreError> {
