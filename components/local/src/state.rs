@@ -181,14 +181,131 @@ async fn upsert_many(
     Ok(())
 }
 
-/// Apply `ops` in order on `conn`. Each statement is a round trip to sqlx's
-/// SQLite thread, so runs of plain writes to distinct keys (a workflow
-/// step's history events) go as one statement.
+/// Writes over ETags to distinct keys, as one `UPDATE ... FROM` per
+/// [`ROWS_PER_STATEMENT`] rows; an ETag mismatch on any of them fails
+/// them all (the caller's transaction rolls back) and names the first key
+/// whose ETag is not the one given.
+async fn update_many(
+    conn: &mut SqliteConnection,
+    table: &str,
+    reqs: &[SetRequest],
+) -> Result<(), ComponentError> {
+    let now = now_ms();
+    for chunk in reqs.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = i * 5 + 1;
+                format!(
+                    "(?{}, ?{}, ?{}, ?{}, ?{})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5
+                )
+            })
+            .collect();
+        let statement = format!(
+            "WITH v(key, old, value, etag, expires_at) AS (VALUES {})
+             UPDATE {table} SET value = v.value, etag = v.etag, expires_at = v.expires_at
+             FROM v WHERE {table}.key = v.key AND {table}.etag = v.old
+               AND ({table}.expires_at IS NULL OR {table}.expires_at > ?1)",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
+        let fresh: Vec<i64> = chunk.iter().map(|_| new_etag()).collect();
+        for (req, etag) in chunk.iter().zip(&fresh) {
+            let wanted = parse_etag(req.etag.as_deref().unwrap_or_default())?;
+            query = query
+                .bind(&req.key)
+                .bind(wanted)
+                .bind(&req.value)
+                .bind(etag)
+                .bind(expiry(&req.metadata)?);
+        }
+        let done = query
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("writing state"))?;
+        if done.rows_affected() < chunk.len() as u64 {
+            return Err(first_stale(conn, table, chunk, &fresh, now).await);
+        }
+    }
+    Ok(())
+}
+
+/// The mismatch error for the first of `reqs` whose ETag was not current:
+/// read inside the failing transaction, before it rolls back, where the
+/// rows that matched carry their `fresh` ETag already.
+async fn first_stale(
+    conn: &mut SqliteConnection,
+    table: &str,
+    reqs: &[SetRequest],
+    fresh: &[i64],
+    now: i64,
+) -> ComponentError {
+    for (req, fresh) in reqs.iter().zip(fresh) {
+        let current: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT etag FROM {table} WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)"
+        )))
+        .bind(&req.key)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .ok()
+        .flatten();
+        let given = req.etag.as_deref().unwrap_or_default();
+        if current != Some(*fresh) {
+            return ComponentError::etag_mismatch(format!(
+                "key {:?}: ETag {given} is not the current one",
+                req.key
+            ));
+        }
+    }
+    ComponentError::etag_mismatch("an ETag of the transaction is not the current one")
+}
+
+/// Whether no two of `ops` touch one key.
+fn distinct_keys(ops: &[TransactionOperation]) -> bool {
+    let mut keys = std::collections::HashSet::with_capacity(ops.len());
+    ops.iter().all(|op| {
+        keys.insert(match op {
+            TransactionOperation::Set(req) => req.key.as_str(),
+            TransactionOperation::Delete(req) => req.key.as_str(),
+        })
+    })
+}
+
+/// Apply `ops` on `conn`. Each statement is a round trip to sqlx's SQLite
+/// thread, so writes of one kind go together: when no two ops touch one
+/// key their order does not matter, and all plain writes go as one
+/// statement and all writes over ETags as another (a batch of workflow
+/// steps: history events, and instance records over their ETags);
+/// otherwise, in order, runs of plain writes to distinct keys go as one.
 async fn apply_ops(
     conn: &mut SqliteConnection,
     table: &str,
     ops: Vec<TransactionOperation>,
 ) -> Result<(), ComponentError> {
+    if ops.len() > 1 && distinct_keys(&ops) {
+        let (mut plain, mut guarded, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for op in ops {
+            match op {
+                TransactionOperation::Set(req) if is_plain(&req) => plain.push(req),
+                TransactionOperation::Set(req) if req.etag.is_some() => guarded.push(req),
+                other => rest.push(other),
+            }
+        }
+        upsert_many(conn, table, &plain).await?;
+        update_many(conn, table, &guarded).await?;
+        for op in rest {
+            match op {
+                TransactionOperation::Set(req) => set_in(conn, table, req).await?,
+                TransactionOperation::Delete(req) => delete_in(conn, table, req).await?,
+            }
+        }
+        return Ok(());
+    }
     let mut plain: Vec<SetRequest> = Vec::new();
     for op in ops {
         match op {

@@ -278,6 +278,51 @@ async fn transactions_are_atomic_and_ordered() {
             .is_empty(),
         "a failing op rolls back the rest"
     );
+
+    // Several writes over ETags in one transaction (they go as one
+    // statement): all land, or none when one ETag is stale.
+    c.set(to("s", set("e1", b"1"))).await.unwrap();
+    c.set(to("s", set("e2", b"1"))).await.unwrap();
+    let etag = |c: &mut pb::state_store_client::StateStoreClient<_>, key: &'static str| {
+        let mut c = c.clone();
+        async move { c.get(to("s", get(key))).await.unwrap().into_inner().etag }
+    };
+    let over = |key: &str, value: &[u8], etag: Option<pb::Etag>| {
+        let mut req = set(key, value);
+        req.etag = etag;
+        op(Op::Set(req))
+    };
+    let (e1, e2) = (etag(&mut c, "e1").await, etag(&mut c, "e2").await);
+    tx.transact(to(
+        "s",
+        pb::TransactionalStateRequest {
+            operations: vec![over("e1", b"2", e1.clone()), over("e2", b"2", e2.clone())],
+            metadata: HashMap::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    let fresh = etag(&mut c, "e1").await;
+    assert_ne!(fresh, e1, "a write over an ETag draws a new one");
+    let err = tx
+        .transact(to(
+            "s",
+            pb::TransactionalStateRequest {
+                operations: vec![over("e1", b"3", fresh), over("e2", b"3", e2)],
+                metadata: HashMap::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("\"e2\""), "{}", err.message());
+    for key in ["e1", "e2"] {
+        assert_eq!(
+            c.get(to("s", get(key))).await.unwrap().into_inner().data,
+            b"2",
+            "{key}: a stale ETag rolls back the other write"
+        );
+    }
 }
 
 #[tokio::test]
