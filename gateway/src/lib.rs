@@ -24,6 +24,13 @@
 //! - [`healthcheck`]: `outrigger healthcheck`, a container's probe of its gateway.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+/// mimalloc for every program the gateway is part of (the binary, its
+/// tests and benchmarks): a request allocates and frees many small buffers
+/// across tasks and threads, where glibc's malloc showed as ~20 % of the
+/// gateway's profile under load (`BENCHMARKS.md`, workflows).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod access_control;
 pub mod actors;
 pub mod api;
