@@ -38,6 +38,9 @@ pub(crate) enum StoreError {
     Failed(String),
 }
 
+/// A record as read: value, ETag, metadata.
+pub(crate) type Record = (Vec<u8>, Option<String>, HashMap<String, String>);
+
 /// A stored value and its ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Versioned<T> {
@@ -191,10 +194,7 @@ impl Store {
     async fn bulk_get_now(
         &self,
         keys: &[String],
-    ) -> Result<
-        HashMap<String, Result<(Vec<u8>, Option<String>, HashMap<String, String>), StoreError>>,
-        StoreError,
-    > {
+    ) -> Result<HashMap<String, Result<Record, StoreError>>, StoreError> {
         let reply = self
             .component()?
             .state()
@@ -238,36 +238,13 @@ impl Store {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let reply = self
-            .component()?
-            .state()
-            .bulk_get(pb::BulkGetRequest {
-                items: keys
-                    .iter()
-                    .map(|key| pb::GetRequest {
-                        key: key.clone(),
-                        metadata: HashMap::new(),
-                        consistency: 0,
-                    })
-                    .collect(),
-                options: None,
+        let mut found = self.bulk_get_now(keys).await?;
+        keys.iter()
+            .map(|key| match found.remove(key) {
+                None => Ok(None),
+                Some(read) => read.map(|(data, _, _)| Some(data)),
             })
-            .await
-            .map_err(|s| self.failed(&s))?
-            .into_inner();
-        let mut found: HashMap<String, Vec<u8>> = HashMap::new();
-        for item in reply.items {
-            if !item.error.is_empty() {
-                return Err(StoreError::Failed(format!(
-                    "actor state store {}: reading {}: {}",
-                    self.name, item.key, item.error
-                )));
-            }
-            if !item.data.is_empty() || item.etag.is_some() {
-                found.insert(item.key, item.data);
-            }
-        }
-        Ok(keys.iter().map(|k| found.remove(k)).collect())
+            .collect()
     }
 
     /// Apply `operations` in one transaction.

@@ -13,8 +13,10 @@
 //! run again one caller at a time, and each caller gets the answer its own
 //! call gets. Two writes to one key never share a batch (the later one
 //! waits for the next), so writes to a key keep the order they came in.
+//! Writes to the records gateways race for (placement and reminders) are
+//! never batched.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
@@ -35,7 +37,7 @@ const MAX_CALLERS: usize = 64;
 const MAX_BYTES: usize = 1 << 20;
 
 /// A read's answer: value, ETag and metadata, `None` when missing.
-pub(super) type Got = Option<(Vec<u8>, Option<String>, HashMap<String, String>)>;
+pub(super) type Got = Option<super::Record>;
 
 /// One caller's write.
 pub(super) enum Write {
@@ -157,8 +159,12 @@ impl Store {
         answer.await.map_err(|_| dropped())?
     }
 
-    /// A write through the write queue.
+    /// A write through the write queue; placement and reminder records go
+    /// alone (see [`contended`]).
     pub(super) async fn queued_write(&self, write: Write) -> Result<(), StoreError> {
+        if write.keys().iter().any(|key| contended(key)) {
+            return self.write_now(write).await;
+        }
         let (reply, answer) = oneshot::channel();
         if enqueue(&self.batches.writes, WRITES_OUT, write, reply) {
             let store = self.clone();
@@ -268,6 +274,15 @@ impl Write {
     }
 }
 
+/// Whether gateways race for `key`: placement leases, the host directory
+/// and reminder partitions (`outrigger||actors||...`). A write to one of
+/// them loses often (a lease taken meanwhile), and the loss would fail its
+/// whole batch; they are also the records whose latency keeps leases
+/// alive, so they never wait in the queue.
+fn contended(key: &str) -> bool {
+    key.starts_with(super::PREFIX)
+}
+
 /// The next batch: queued writes in order, skipping (for the next batch)
 /// any that touches a key already in this one, within the batch limits.
 fn take_writes(waiting: &mut VecDeque<(Write, Reply<()>)>) -> Vec<(Write, Reply<()>)> {
@@ -320,6 +335,13 @@ mod tests {
             .iter()
             .flat_map(|(w, _)| w.keys().into_iter().map(str::to_owned))
             .collect()
+    }
+
+    #[test]
+    fn placement_and_reminder_records_are_contended_workflow_records_not() {
+        assert!(contended("outrigger||actors||lease||Counter||id-1"));
+        assert!(!contended("outrigger||wf||app||i-1||meta"));
+        assert!(!contended("app||Counter||id-1||state"));
     }
 
     #[test]
