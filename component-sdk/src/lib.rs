@@ -54,6 +54,7 @@ pub mod secrets;
 mod server;
 pub mod state;
 mod stream;
+mod uds;
 
 pub use async_trait::async_trait;
 pub use delivery::{Delivery, DeliveryStream, Outcome, OutcomeReceiver, Responder};
@@ -67,3 +68,4 @@ pub use server::{
     ComponentServer, DEFAULT_GRACE_PERIOD, DEFAULT_SOCKETS_FOLDER, SOCKETS_FOLDER_ENV, ServeError,
     Service, shutdown_signal,
 };
+pub use uds::UnixConn;

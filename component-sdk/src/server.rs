@@ -299,10 +299,9 @@ impl Service {
             }));
 
         let stopped = stop.clone();
-        let serving =
-            router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-                stopped.cancelled().await;
-            });
+        let serving = router.serve_with_incoming_shutdown(incoming(listener), async move {
+            stopped.cancelled().await;
+        });
         tokio::pin!(serving);
         tokio::pin!(shutdown);
         tracing::info!(service = %self.name, blocks = ?names, "serving component");
@@ -488,6 +487,16 @@ fn remove_sockets<'a>(paths: impl Iterator<Item = &'a PathBuf>) {
 
 /// Bind `path`, first removing a socket file left by a process that died
 /// (nothing answers on it). A socket someone still listens on is refused.
+/// The connections `listener` accepts, each registered for reads only (see
+/// [`crate::UnixConn`]); an accept that fails is passed on as the error.
+fn incoming(
+    listener: UnixListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<crate::UnixConn>> {
+    tokio_stream::StreamExt::map(UnixListenerStream::new(listener), |accepted| {
+        accepted.and_then(crate::UnixConn::from_tokio)
+    })
+}
+
 async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
     if std::fs::symlink_metadata(path).is_ok() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {

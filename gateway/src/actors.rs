@@ -299,7 +299,7 @@ impl Actors {
     /// Call `method` of an actor. An app answer of 200 is the result; one
     /// with [`ERROR_HEADER`] comes back as 500 with the app's body; any other
     /// status is `ERR_ACTOR_INVOKE_METHOD`.
-    #[tracing::instrument(skip_all, fields(block = "actors", op = "invoke", actor_type, actor_id = id, method))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "actors", op = "invoke", actor_type, actor_id = id, method))]
     pub async fn invoke(
         &self,
         actor_type: &str,

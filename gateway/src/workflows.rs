@@ -143,7 +143,11 @@ impl Workflows {
     ///
     /// # Errors
     /// A bad id, an id already in use by a running instance, a store failure.
-    #[tracing::instrument(skip_all, fields(block = "workflows", op = "start", name))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(block = "workflows", op = "start", name)
+    )]
     pub async fn start_instance(
         &self,
         name: &str,
@@ -209,7 +213,11 @@ impl Workflows {
     ///
     /// # Errors
     /// `ERR_INSTANCE_ID_NOT_FOUND`, or a store failure.
-    #[tracing::instrument(skip_all, fields(block = "workflows", op = "raise_event", instance_id))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(block = "workflows", op = "raise_event", instance_id)
+    )]
     pub async fn raise_event(
         &self,
         instance_id: &str,
@@ -230,7 +238,11 @@ impl Workflows {
     ///
     /// # Errors
     /// `ERR_INSTANCE_ID_NOT_FOUND`, or a store failure.
-    #[tracing::instrument(skip_all, fields(block = "workflows", op = "terminate", instance_id))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(block = "workflows", op = "terminate", instance_id)
+    )]
     pub async fn terminate(
         &self,
         instance_id: &str,
@@ -247,6 +259,7 @@ impl Workflows {
     /// # Errors
     /// `ERR_INSTANCE_ID_NOT_FOUND`, or a store failure.
     #[tracing::instrument(
+        level = "debug",
         skip_all,
         fields(block = "workflows", op = "suspend", instance_id, suspend)
     )]
@@ -264,7 +277,11 @@ impl Workflows {
     ///
     /// # Errors
     /// `ERR_INSTANCE_ID_NOT_FOUND`, an instance still running, or a store failure.
-    #[tracing::instrument(skip_all, fields(block = "workflows", op = "purge", instance_id))]
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(block = "workflows", op = "purge", instance_id)
+    )]
     pub async fn purge(&self, instance_id: &str, recursive: bool) -> Result<u32, ApiError> {
         self.engine()?.purge(instance_id, recursive).await
     }

@@ -8,7 +8,7 @@ impl Actors {
     }
 
     /// Read one key of an actor's state: bytes and metadata, `None` when missing.
-    #[tracing::instrument(skip_all, fields(block = "actors", op = "get_state", actor_type, actor_id = id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "actors", op = "get_state", actor_type, actor_id = id))]
     pub async fn get_state(
         &self,
         actor_type: &str,
@@ -30,7 +30,7 @@ impl Actors {
     /// Apply state operations atomically. When the actor runs here, the
     /// transaction also rewrites its lease over the lease's ETag: a gateway
     /// that lost the lease cannot write (the fencing token).
-    #[tracing::instrument(skip_all, fields(block = "actors", op = "transaction", actor_type, actor_id = id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "actors", op = "transaction", actor_type, actor_id = id))]
     pub async fn transact_state(
         &self,
         actor_type: &str,
@@ -126,7 +126,7 @@ impl Actors {
     }
 
     /// Create or replace a reminder.
-    #[tracing::instrument(skip_all, fields(block = "actors", op = "create_reminder", actor_type, actor_id = id, name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "actors", op = "create_reminder", actor_type, actor_id = id, name))]
     pub async fn create_reminder(
         &self,
         actor_type: &str,
@@ -220,7 +220,7 @@ impl Actors {
     }
 
     /// Create or replace a timer (on the gateway running the actor).
-    #[tracing::instrument(skip_all, fields(block = "actors", op = "create_timer", actor_type, actor_id = id, name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "actors", op = "create_timer", actor_type, actor_id = id, name))]
     pub async fn create_timer(
         &self,
         actor_type: &str,

@@ -61,7 +61,7 @@ impl tonic::service::Interceptor for TokenCheck {
 
 #[tonic::async_trait]
 impl pb::dapr_server::Dapr for DaprService {
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetState"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetState"))]
     async fn get_state(
         &self,
         request: Request<pb::GetStateRequest>,
@@ -69,7 +69,7 @@ impl pb::dapr_server::Dapr for DaprService {
         state::get(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetBulkState"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetBulkState"))]
     async fn get_bulk_state(
         &self,
         request: Request<pb::GetBulkStateRequest>,
@@ -77,7 +77,7 @@ impl pb::dapr_server::Dapr for DaprService {
         state::bulk_get(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "SaveState"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "SaveState"))]
     async fn save_state(
         &self,
         request: Request<pb::SaveStateRequest>,
@@ -85,7 +85,7 @@ impl pb::dapr_server::Dapr for DaprService {
         state::save(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "QueryStateAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "QueryStateAlpha1"))]
     async fn query_state_alpha1(
         &self,
         request: Request<pb::QueryStateRequest>,
@@ -93,7 +93,7 @@ impl pb::dapr_server::Dapr for DaprService {
         state::query(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "DeleteState"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "DeleteState"))]
     async fn delete_state(
         &self,
         request: Request<pb::DeleteStateRequest>,
@@ -101,7 +101,7 @@ impl pb::dapr_server::Dapr for DaprService {
         state::delete(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "DeleteBulkState"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "DeleteBulkState"))]
     async fn delete_bulk_state(
         &self,
         request: Request<pb::DeleteBulkStateRequest>,
@@ -109,7 +109,7 @@ impl pb::dapr_server::Dapr for DaprService {
         state::delete_bulk(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ExecuteStateTransaction"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ExecuteStateTransaction"))]
     async fn execute_state_transaction(
         &self,
         request: Request<pb::ExecuteStateTransactionRequest>,
@@ -117,7 +117,7 @@ impl pb::dapr_server::Dapr for DaprService {
         state::transact(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "PublishEvent"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "PublishEvent"))]
     async fn publish_event(
         &self,
         request: Request<pb::PublishEventRequest>,
@@ -125,7 +125,7 @@ impl pb::dapr_server::Dapr for DaprService {
         pubsub::publish(&self.rt, request).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "BulkPublishEvent"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "BulkPublishEvent"))]
     async fn bulk_publish_event(
         &self,
         request: Request<pb::BulkPublishRequest>,
@@ -133,7 +133,7 @@ impl pb::dapr_server::Dapr for DaprService {
         pubsub::bulk_publish(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "BulkPublishEventAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "BulkPublishEventAlpha1"))]
     async fn bulk_publish_event_alpha1(
         &self,
         request: Request<pb::BulkPublishRequest>,
@@ -141,7 +141,7 @@ impl pb::dapr_server::Dapr for DaprService {
         pubsub::bulk_publish(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeTopicEventsAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "SubscribeTopicEventsAlpha1"))]
     async fn subscribe_topic_events_alpha1(
         &self,
         request: Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,
@@ -150,7 +150,7 @@ impl pb::dapr_server::Dapr for DaprService {
         pubsub::subscribe(&self.rt, request).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetConfiguration"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetConfiguration"))]
     async fn get_configuration(
         &self,
         request: Request<pb::GetConfigurationRequest>,
@@ -158,7 +158,7 @@ impl pb::dapr_server::Dapr for DaprService {
         configuration::get(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeConfiguration"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "SubscribeConfiguration"))]
     async fn subscribe_configuration(
         &self,
         request: Request<pb::SubscribeConfigurationRequest>,
@@ -167,7 +167,7 @@ impl pb::dapr_server::Dapr for DaprService {
         configuration::subscribe(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "UnsubscribeConfiguration"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "UnsubscribeConfiguration"))]
     async fn unsubscribe_configuration(
         &self,
         request: Request<pb::UnsubscribeConfigurationRequest>,
@@ -175,7 +175,7 @@ impl pb::dapr_server::Dapr for DaprService {
         configuration::unsubscribe(&self.rt, request.into_inner())
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetConfigurationAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetConfigurationAlpha1"))]
     async fn get_configuration_alpha1(
         &self,
         request: Request<pb::GetConfigurationRequest>,
@@ -183,7 +183,7 @@ impl pb::dapr_server::Dapr for DaprService {
         configuration::get(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeConfigurationAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "SubscribeConfigurationAlpha1"))]
     async fn subscribe_configuration_alpha1(
         &self,
         request: Request<pb::SubscribeConfigurationRequest>,
@@ -192,7 +192,7 @@ impl pb::dapr_server::Dapr for DaprService {
         configuration::subscribe(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "UnsubscribeConfigurationAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "UnsubscribeConfigurationAlpha1"))]
     async fn unsubscribe_configuration_alpha1(
         &self,
         request: Request<pb::UnsubscribeConfigurationRequest>,
@@ -200,7 +200,7 @@ impl pb::dapr_server::Dapr for DaprService {
         configuration::unsubscribe(&self.rt, request.into_inner())
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "InvokeService"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "InvokeService"))]
     async fn invoke_service(
         &self,
         request: Request<pb::InvokeServiceRequest>,
@@ -208,7 +208,7 @@ impl pb::dapr_server::Dapr for DaprService {
         invoke::invoke_service(&self.rt, request).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "InvokeActor"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "InvokeActor"))]
     async fn invoke_actor(
         &self,
         request: Request<pb::InvokeActorRequest>,
@@ -216,7 +216,7 @@ impl pb::dapr_server::Dapr for DaprService {
         actors::invoke(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetActorState"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetActorState"))]
     async fn get_actor_state(
         &self,
         request: Request<pb::GetActorStateRequest>,
@@ -224,7 +224,7 @@ impl pb::dapr_server::Dapr for DaprService {
         actors::get_state(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ExecuteActorStateTransaction"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ExecuteActorStateTransaction"))]
     async fn execute_actor_state_transaction(
         &self,
         request: Request<pb::ExecuteActorStateTransactionRequest>,
@@ -232,7 +232,7 @@ impl pb::dapr_server::Dapr for DaprService {
         actors::transaction(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "RegisterActorReminder"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "RegisterActorReminder"))]
     async fn register_actor_reminder(
         &self,
         request: Request<pb::RegisterActorReminderRequest>,
@@ -240,7 +240,7 @@ impl pb::dapr_server::Dapr for DaprService {
         actors::register_reminder(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "UnregisterActorReminder"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "UnregisterActorReminder"))]
     async fn unregister_actor_reminder(
         &self,
         request: Request<pb::UnregisterActorReminderRequest>,
@@ -253,7 +253,7 @@ impl pb::dapr_server::Dapr for DaprService {
         Ok(Response::new(done.await?))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetActorReminder"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetActorReminder"))]
     async fn get_actor_reminder(
         &self,
         request: Request<pb::GetActorReminderRequest>,
@@ -261,7 +261,7 @@ impl pb::dapr_server::Dapr for DaprService {
         actors::get_reminder(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ListActorReminders"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ListActorReminders"))]
     async fn list_actor_reminders(
         &self,
         request: Request<pb::ListActorRemindersRequest>,
@@ -269,7 +269,7 @@ impl pb::dapr_server::Dapr for DaprService {
         actors::list_reminders(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "UnregisterActorRemindersByType"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "UnregisterActorRemindersByType"))]
     async fn unregister_actor_reminders_by_type(
         &self,
         request: Request<pb::UnregisterActorRemindersByTypeRequest>,
@@ -283,7 +283,7 @@ impl pb::dapr_server::Dapr for DaprService {
         Ok(Response::new(pb::UnregisterActorRemindersByTypeResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "SubscribeActorEventsAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "SubscribeActorEventsAlpha1"))]
     async fn subscribe_actor_events_alpha1(
         &self,
         request: Request<tonic::Streaming<pb::SubscribeActorEventsRequestAlpha1>>,
@@ -293,7 +293,7 @@ impl pb::dapr_server::Dapr for DaprService {
         Ok(Response::new(stream))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "RegisterActorTimer"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "RegisterActorTimer"))]
     async fn register_actor_timer(
         &self,
         request: Request<pb::RegisterActorTimerRequest>,
@@ -301,7 +301,7 @@ impl pb::dapr_server::Dapr for DaprService {
         actors::register_timer(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "UnregisterActorTimer"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "UnregisterActorTimer"))]
     async fn unregister_actor_timer(
         &self,
         request: Request<pb::UnregisterActorTimerRequest>,
@@ -316,7 +316,7 @@ impl pb::dapr_server::Dapr for DaprService {
 
     // === workflows (daprd serves Beta1 and the deprecated Alpha1 alike) ===
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "StartWorkflowBeta1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "StartWorkflowBeta1"))]
     async fn start_workflow_beta1(
         &self,
         request: Request<pb::StartWorkflowRequest>,
@@ -324,7 +324,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::start(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetWorkflowBeta1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetWorkflowBeta1"))]
     async fn get_workflow_beta1(
         &self,
         request: Request<pb::GetWorkflowRequest>,
@@ -332,7 +332,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::get(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "TerminateWorkflowBeta1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "TerminateWorkflowBeta1"))]
     async fn terminate_workflow_beta1(
         &self,
         request: Request<pb::TerminateWorkflowRequest>,
@@ -340,7 +340,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::terminate(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "PauseWorkflowBeta1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "PauseWorkflowBeta1"))]
     async fn pause_workflow_beta1(
         &self,
         request: Request<pb::PauseWorkflowRequest>,
@@ -356,7 +356,7 @@ impl pb::dapr_server::Dapr for DaprService {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ResumeWorkflowBeta1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ResumeWorkflowBeta1"))]
     async fn resume_workflow_beta1(
         &self,
         request: Request<pb::ResumeWorkflowRequest>,
@@ -372,7 +372,7 @@ impl pb::dapr_server::Dapr for DaprService {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "RaiseEventWorkflowBeta1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "RaiseEventWorkflowBeta1"))]
     async fn raise_event_workflow_beta1(
         &self,
         request: Request<pb::RaiseEventWorkflowRequest>,
@@ -380,7 +380,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::raise_event(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "PurgeWorkflowBeta1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "PurgeWorkflowBeta1"))]
     async fn purge_workflow_beta1(
         &self,
         request: Request<pb::PurgeWorkflowRequest>,
@@ -388,7 +388,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::purge(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "StartWorkflowAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "StartWorkflowAlpha1"))]
     async fn start_workflow_alpha1(
         &self,
         request: Request<pb::StartWorkflowRequest>,
@@ -396,7 +396,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::start(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetWorkflowAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetWorkflowAlpha1"))]
     async fn get_workflow_alpha1(
         &self,
         request: Request<pb::GetWorkflowRequest>,
@@ -404,7 +404,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::get(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "TerminateWorkflowAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "TerminateWorkflowAlpha1"))]
     async fn terminate_workflow_alpha1(
         &self,
         request: Request<pb::TerminateWorkflowRequest>,
@@ -412,7 +412,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::terminate(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "PauseWorkflowAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "PauseWorkflowAlpha1"))]
     async fn pause_workflow_alpha1(
         &self,
         request: Request<pb::PauseWorkflowRequest>,
@@ -428,7 +428,7 @@ impl pb::dapr_server::Dapr for DaprService {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ResumeWorkflowAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ResumeWorkflowAlpha1"))]
     async fn resume_workflow_alpha1(
         &self,
         request: Request<pb::ResumeWorkflowRequest>,
@@ -444,7 +444,7 @@ impl pb::dapr_server::Dapr for DaprService {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "RaiseEventWorkflowAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "RaiseEventWorkflowAlpha1"))]
     async fn raise_event_workflow_alpha1(
         &self,
         request: Request<pb::RaiseEventWorkflowRequest>,
@@ -452,7 +452,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::raise_event(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "PurgeWorkflowAlpha1"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "PurgeWorkflowAlpha1"))]
     async fn purge_workflow_alpha1(
         &self,
         request: Request<pb::PurgeWorkflowRequest>,
@@ -460,7 +460,7 @@ impl pb::dapr_server::Dapr for DaprService {
         workflows::purge(&self.rt, request.into_inner()).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetSecret"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetSecret"))]
     async fn get_secret(
         &self,
         request: Request<pb::GetSecretRequest>,
@@ -474,7 +474,7 @@ impl pb::dapr_server::Dapr for DaprService {
         Ok(Response::new(pb::GetSecretResponse { data }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetBulkSecret"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetBulkSecret"))]
     async fn get_bulk_secret(
         &self,
         request: Request<pb::GetBulkSecretRequest>,
@@ -489,7 +489,7 @@ impl pb::dapr_server::Dapr for DaprService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "InvokeBinding"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "InvokeBinding"))]
     async fn invoke_binding(
         &self,
         request: Request<pb::InvokeBindingRequest>,
@@ -506,7 +506,7 @@ impl pb::dapr_server::Dapr for DaprService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetMetadata"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetMetadata"))]
     async fn get_metadata(
         &self,
         _request: Request<pb::GetMetadataRequest>,
@@ -541,7 +541,7 @@ impl pb::dapr_server::Dapr for DaprService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "SetMetadata"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "SetMetadata"))]
     async fn set_metadata(
         &self,
         request: Request<pb::SetMetadataRequest>,
@@ -551,7 +551,7 @@ impl pb::dapr_server::Dapr for DaprService {
         Ok(Response::new(()))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "Shutdown"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "Shutdown"))]
     async fn shutdown(
         &self,
         _request: Request<pb::ShutdownRequest>,

@@ -21,7 +21,8 @@ use std::task::{Context, Poll};
 use futures::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Bytes, Frame};
-use tokio::net::{TcpStream, UnixStream};
+use outrigger_component_sdk::UnixConn;
+use tokio::net::TcpStream;
 use tonic::body::Body;
 
 /// Per-stream flow-control window of our HTTP/2 channels (1 MiB).
@@ -97,7 +98,7 @@ impl UdsChannel {
         // and the other is dropped when its calls finish. Harmless.
         let sender = match &*self.target {
             Target::Unix(path) => {
-                let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixConn::connect(path))
                     .await
                     .map_err(|_| format!("connecting to {} timed out", path.display()))??;
                 self.handshake(stream).await?

@@ -63,7 +63,7 @@ fn pid_of(id: Option<u32>) -> Option<Pid> {
 ///
 /// # Errors
 /// An `outrigger run` that cannot be started (those already started are stopped).
-#[tracing::instrument(skip_all, fields(apps = plans.len()))]
+#[tracing::instrument(level = "debug", skip_all, fields(apps = plans.len()))]
 pub async fn run(plans: Vec<AppPlan>, shutdown: CancellationToken) -> Result<(), TemplateError> {
     let exe = std::env::current_exe().map_err(|source| TemplateError::Spawn {
         app_id: String::new(),

@@ -32,7 +32,7 @@ impl BindingsApi {
     }
 
     /// Invoke `operation` on output binding `name`.
-    #[tracing::instrument(skip_all, fields(block = "bindings", op = operation, binding = name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "bindings", op = operation, binding = name))]
     pub async fn invoke(
         &self,
         name: &str,

@@ -148,7 +148,7 @@ impl ConfigurationApi {
     }
 
     /// Items for `keys` (all when empty); keys the store lacks are absent.
-    #[tracing::instrument(skip_all, fields(block = "configuration", op = "get", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "configuration", op = "get", store = store_name))]
     pub async fn get(
         &self,
         store_name: &str,
@@ -177,7 +177,7 @@ impl ConfigurationApi {
     }
 
     /// Open a subscription: the component is listening when this returns.
-    #[tracing::instrument(skip_all, fields(block = "configuration", op = "subscribe", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "configuration", op = "subscribe", store = store_name))]
     pub async fn subscribe(
         &self,
         store_name: &str,
@@ -275,7 +275,7 @@ impl ConfigurationApi {
     ///
     /// # Errors
     /// `ERR_CONFIGURATION_UNSUBSCRIBE` for an id this gateway does not hold.
-    #[tracing::instrument(skip_all, fields(block = "configuration", op = "unsubscribe", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "configuration", op = "unsubscribe", store = store_name))]
     pub fn unsubscribe(&self, store_name: &str, id: &str) -> Result<(), ApiError> {
         self.store(store_name)?;
         let removed = self.live.lock().ok().and_then(|mut live| {

@@ -190,7 +190,7 @@ impl InvokeApi {
     /// # Errors
     /// `ERR_DIRECT_INVOKE` when the app cannot be found or reached; an app
     /// that answers, whatever its status, is a [`Reply`].
-    #[tracing::instrument(skip_all, fields(block = "invoke", app_id = target, method = %call.method))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "invoke", app_id = target, method = %call.method))]
     pub async fn invoke(&self, target: &str, mut call: Call) -> Result<Reply, ApiError> {
         let span = crate::telemetry::invoke::caller_span(&self.telemetry, target, &mut call);
         let called = crate::metrics::timed("invoke", "invoke", async {

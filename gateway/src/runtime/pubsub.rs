@@ -262,7 +262,7 @@ impl PubSubApi {
     }
 
     /// Publish one message.
-    #[tracing::instrument(skip_all, fields(block = "pubsub", op = "publish", pubsub = name, topic))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "pubsub", op = "publish", pubsub = name, topic))]
     pub async fn publish(
         &self,
         name: &str,
@@ -301,7 +301,7 @@ impl PubSubApi {
     }
 
     /// Publish several messages; returns the entries that failed.
-    #[tracing::instrument(skip_all, fields(block = "pubsub", op = "bulk_publish", pubsub = name, topic))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "pubsub", op = "bulk_publish", pubsub = name, topic))]
     pub async fn bulk_publish(
         &self,
         name: &str,

@@ -33,7 +33,7 @@ impl SecretsApi {
     }
 
     /// One secret's key/value pairs.
-    #[tracing::instrument(skip_all, fields(block = "secrets", op = "get", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "secrets", op = "get", store = store_name))]
     pub async fn get(
         &self,
         store_name: &str,
@@ -70,7 +70,7 @@ impl SecretsApi {
     }
 
     /// Every secret of the store.
-    #[tracing::instrument(skip_all, fields(block = "secrets", op = "bulk_get", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "secrets", op = "bulk_get", store = store_name))]
     pub async fn bulk_get(
         &self,
         store_name: &str,

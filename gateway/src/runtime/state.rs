@@ -266,7 +266,7 @@ impl StateApi {
     }
 
     /// Read one key; `None` when missing.
-    #[tracing::instrument(skip_all, fields(block = "state", op = "get", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "state", op = "get", store = store_name))]
     pub async fn get(
         &self,
         store_name: &str,
@@ -302,7 +302,7 @@ impl StateApi {
     }
 
     /// Read several keys, in the order asked.
-    #[tracing::instrument(skip_all, fields(block = "state", op = "bulk_get", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "state", op = "bulk_get", store = store_name))]
     pub async fn bulk_get(
         &self,
         store_name: &str,
@@ -351,7 +351,7 @@ impl StateApi {
     }
 
     /// Save items (one `Set`, or one `BulkSet` for several).
-    #[tracing::instrument(skip_all, fields(block = "state", op = "save", store = store_name, count = items.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "state", op = "save", store = store_name, count = items.len()))]
     pub async fn save(&self, store_name: &str, items: Vec<SaveItem>) -> Result<(), ApiError> {
         crate::metrics::timed("state", "save", async {
             let store = self.store(store_name)?;
@@ -390,7 +390,7 @@ impl StateApi {
     }
 
     /// Delete one key (`item.value` ignored).
-    #[tracing::instrument(skip_all, fields(block = "state", op = "delete", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "state", op = "delete", store = store_name))]
     pub async fn delete(&self, store_name: &str, item: SaveItem) -> Result<(), ApiError> {
         crate::metrics::timed("state", "delete", async {
             let store = self.store(store_name)?;
@@ -408,7 +408,7 @@ impl StateApi {
     }
 
     /// Delete several keys.
-    #[tracing::instrument(skip_all, fields(block = "state", op = "delete_bulk", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "state", op = "delete_bulk", store = store_name))]
     pub async fn delete_bulk(
         &self,
         store_name: &str,
@@ -434,7 +434,7 @@ impl StateApi {
     }
 
     /// Apply operations atomically (the store must advertise `TRANSACTIONAL`).
-    #[tracing::instrument(skip_all, fields(block = "state", op = "transaction", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "state", op = "transaction", store = store_name))]
     pub async fn transact(
         &self,
         store_name: &str,
@@ -475,7 +475,7 @@ impl StateApi {
     }
 
     /// Run a query (`{"filter", "sort", "page"}`); returns results and the next token.
-    #[tracing::instrument(skip_all, fields(block = "state", op = "query", store = store_name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(block = "state", op = "query", store = store_name))]
     pub async fn query(
         &self,
         store_name: &str,

@@ -33,10 +33,14 @@ struct HeadersMut<'a>(&'a mut http::HeaderMap);
 
 impl Injector for HeadersMut<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
+        if let (Ok(name), Ok(mut value)) = (
             http::HeaderName::try_from(key),
             http::HeaderValue::try_from(value),
         ) {
+            // A trace context differs on every call: over HTTP/2, kept out of
+            // the HPACK table, where it would only evict the entries that do
+            // repeat (and make each lookup walk a chain of dead trace ids).
+            value.set_sensitive(true);
             self.0.insert(name, value);
         }
     }

@@ -104,7 +104,7 @@ impl GatewayInvokeService {
 
 #[tonic::async_trait]
 impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService {
-    #[tracing::instrument(skip_all, fields(rpc.method = "CallLocal"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "CallLocal"))]
     async fn call_local(
         &self,
         request: Request<internal_pb::LocalCall>,
@@ -142,7 +142,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "CallActor"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "CallActor"))]
     async fn call_actor(
         &self,
         request: Request<internal_pb::ActorCall>,
@@ -155,7 +155,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
             .map(Response::new)
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ListActors"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ListActors"))]
     async fn list_actors(
         &self,
         request: Request<internal_pb::ListActorsCall>,

@@ -33,7 +33,7 @@ fn status(status: tonic::Status) -> Response {
 }
 
 /// The fallback of the gRPC server.
-#[tracing::instrument(skip_all, fields(rpc.method = %request.uri().path(), app_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(rpc.method = %request.uri().path(), app_id))]
 pub async fn proxy(
     rt: Arc<Runtime>,
     client: ProxyClient,

@@ -86,12 +86,12 @@ fn answer(found: Option<Instance>, with_payloads: bool) -> dt::GetInstanceRespon
 
 #[tonic::async_trait]
 impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubService {
-    #[tracing::instrument(skip_all, fields(rpc.method = "Hello"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "Hello"))]
     async fn hello(&self, _request: Request<()>) -> Result<Response<()>, Status> {
         Ok(Response::new(()))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "StartInstance"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "StartInstance"))]
     async fn start_instance(
         &self,
         request: Request<dt::CreateInstanceRequest>,
@@ -109,7 +109,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(dt::CreateInstanceResponse { instance_id }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetInstance"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetInstance"))]
     async fn get_instance(
         &self,
         request: Request<dt::GetInstanceRequest>,
@@ -119,7 +119,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(answer(found, r.get_inputs_and_outputs)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "WaitForInstanceStart"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "WaitForInstanceStart"))]
     async fn wait_for_instance_start(
         &self,
         request: Request<dt::GetInstanceRequest>,
@@ -129,7 +129,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(answer(found, r.get_inputs_and_outputs)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "WaitForInstanceCompletion"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "WaitForInstanceCompletion"))]
     async fn wait_for_instance_completion(
         &self,
         request: Request<dt::GetInstanceRequest>,
@@ -139,7 +139,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(answer(found, r.get_inputs_and_outputs)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "RaiseEvent"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "RaiseEvent"))]
     async fn raise_event(
         &self,
         request: Request<dt::RaiseEventRequest>,
@@ -152,7 +152,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(dt::RaiseEventResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "TerminateInstance"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "TerminateInstance"))]
     async fn terminate_instance(
         &self,
         request: Request<dt::TerminateRequest>,
@@ -165,7 +165,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(dt::TerminateResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "SuspendInstance"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "SuspendInstance"))]
     async fn suspend_instance(
         &self,
         request: Request<dt::SuspendRequest>,
@@ -178,7 +178,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(dt::SuspendResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ResumeInstance"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ResumeInstance"))]
     async fn resume_instance(
         &self,
         request: Request<dt::ResumeRequest>,
@@ -191,7 +191,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(dt::ResumeResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "PurgeInstances"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "PurgeInstances"))]
     async fn purge_instances(
         &self,
         request: Request<dt::PurgeInstancesRequest>,
@@ -209,7 +209,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetWorkItems"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetWorkItems"))]
     async fn get_work_items(
         &self,
         request: Request<dt::GetWorkItemsRequest>,
@@ -229,7 +229,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         Ok(Response::new(Box::pin(stream)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "CompleteActivityTask"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "CompleteActivityTask"))]
     async fn complete_activity_task(
         &self,
         request: Request<dt::ActivityResponse>,
@@ -239,7 +239,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         self.complete(&token, Completion::Activity(r)).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "CompleteOrchestratorTask"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "CompleteOrchestratorTask"))]
     async fn complete_orchestrator_task(
         &self,
         request: Request<dt::WorkflowResponse>,
@@ -249,7 +249,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         self.complete(&token, Completion::Workflow(r)).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "CompleteWorkflowTask"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "CompleteWorkflowTask"))]
     async fn complete_workflow_task(
         &self,
         request: Request<dt::WorkflowResponse>,
@@ -259,7 +259,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         self.complete(&token, Completion::Workflow(r)).await
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "ListInstanceIDs"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "ListInstanceIDs"))]
     async fn list_instance_i_ds(
         &self,
         request: Request<dt::ListInstanceIDsRequest>,
@@ -285,7 +285,7 @@ impl dt::task_hub_sidecar_service_server::TaskHubSidecarService for TaskHubServi
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc.method = "GetInstanceHistory"))]
+    #[tracing::instrument(level = "debug", skip_all, fields(rpc.method = "GetInstanceHistory"))]
     async fn get_instance_history(
         &self,
         request: Request<dt::GetInstanceHistoryRequest>,
