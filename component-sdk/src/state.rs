@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::{ComponentError, Metadata};
 
 pub(crate) mod adaptor;
+pub mod etag;
 pub mod query;
 
 /// Capabilities a state store can advertise (Dapr's feature strings).

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use outrigger_component_sdk::state::etag::{fresh as new_etag, parse as parse_etag};
 use outrigger_component_sdk::state::*;
 use outrigger_component_sdk::{ComponentError, Metadata, async_trait};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
@@ -59,19 +60,6 @@ pub(crate) fn identifier(key: &str, name: &str) -> Result<String, ComponentError
             format!("{name:?} is not a valid table name (letters, digits, '_')"),
         ))
     }
-}
-
-fn new_etag() -> i64 {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let mut n = [0u8; 8];
-    n.copy_from_slice(&bytes[..8]);
-    i64::from_le_bytes(n) & i64::MAX
-}
-
-fn parse_etag(etag: &str) -> Result<i64, ComponentError> {
-    etag.parse::<i64>().map_err(|_| {
-        ComponentError::etag_invalid(format!("{etag:?} is not an ETag issued by this store"))
-    })
 }
 
 /// `ttlInSeconds` → seconds from now; `None` for no expiry.

@@ -6,23 +6,11 @@
 use std::collections::HashMap;
 
 use outrigger_component_sdk::ComponentError;
+use outrigger_component_sdk::state::etag::{fresh as new_etag, parse as parse_etag};
 use outrigger_component_sdk::state::*;
 use sqlx::SqliteConnection;
 
 use crate::db::{now_ms, sql};
-
-fn new_etag() -> i64 {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let mut n = [0u8; 8];
-    n.copy_from_slice(&bytes[..8]);
-    i64::from_le_bytes(n) & i64::MAX
-}
-
-fn parse_etag(etag: &str) -> Result<i64, ComponentError> {
-    etag.parse::<i64>().map_err(|_| {
-        ComponentError::etag_invalid(format!("{etag:?} is not an ETag issued by this store"))
-    })
-}
 
 /// `ttlInSeconds` → absolute expiry in ms; `None` for no expiry.
 fn expiry(metadata: &HashMap<String, String>) -> Result<Option<i64>, ComponentError> {
