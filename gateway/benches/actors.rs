@@ -24,7 +24,9 @@
 
 mod support {
     pub(crate) mod actor_app;
+    pub(crate) mod actor_gateway;
     pub(crate) mod actor_reminders;
+    pub(crate) mod gateway_log;
     pub(crate) mod pg;
     pub(crate) mod pingpong;
     pub(crate) mod proc;
@@ -41,6 +43,7 @@ use outrigger_component_sdk::ComponentServer;
 use outrigger_proto::runtime as pb;
 
 use support::actor_app::ACTOR_TYPE;
+use support::actor_gateway::{Gateway, start_gateway};
 
 pub(crate) type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 type Grpc = pb::dapr_client::DaprClient<outrigger::components::channel::UdsChannel>;
@@ -56,7 +59,7 @@ const CONCURRENCY: &[usize] = &[1, 16, 64];
 /// Set to a socket folder, the binary serves the state components there.
 const COMPONENTS_MODE: &str = "OUTRIGGER_BENCH_COMPONENTS";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -241,81 +244,6 @@ fn header() {
     );
 }
 
-/// The gateway for one actor state store, and how to reach it.
-pub(crate) struct Gateway {
-    child: tokio::process::Child,
-    pid: Option<u32>,
-    /// `http://127.0.0.1:PORT/v1.0/actors/Bench/`.
-    actors: String,
-    /// Its gRPC API.
-    grpc: std::net::SocketAddr,
-}
-
-async fn start_gateway(
-    client: &Http,
-    dir: &std::path::Path,
-    store: &str,
-    yaml: &str,
-    app_port: u16,
-    sockets: &std::path::Path,
-) -> Gateway {
-    let resources = dir.join(format!("resources-{store}"));
-    std::fs::create_dir_all(&resources).unwrap();
-    std::fs::write(resources.join("actorstore.yaml"), yaml).unwrap();
-    let (http_port, grpc_port) = (free_port(), free_port());
-    // Its log goes to a file, summarised after the rows (warnings are findings).
-    let log = std::fs::File::create(dir.join(format!("gateway-{store}.log"))).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"))
-        .args([
-            "--app-id",
-            "bench",
-            "--log-level",
-            "warn",
-            "--metrics-port",
-            "0",
-        ])
-        .args(["--app-port", &app_port.to_string()])
-        .args(["--dapr-http-port", &http_port.to_string()])
-        .args(["--dapr-grpc-port", &grpc_port.to_string()])
-        .arg("--resources-path")
-        .arg(&resources)
-        .arg("--components-sockets-folder")
-        .arg(sockets)
-        .arg("--registry-folder")
-        .arg(dir.join("registry"))
-        .env("NO_COLOR", "1")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{http_port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let request = http::Request::get(format!("{base}/v1.0/metadata"))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        if let Ok(response) = client.request(request).await {
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            let meta: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            if meta["actorRuntime"]["hostReady"] == true {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the {store} gateway never hosted actors"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Gateway {
-        pid: child.id(),
-        child,
-        actors: format!("{base}/v1.0/actors/{ACTOR_TYPE}/"),
-        grpc: std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port)),
-    }
-}
-
 /// What the benchmark keeps of each store for the closing summary.
 struct Summary {
     store: &'static str,
@@ -399,62 +327,13 @@ async fn store_rows(
     );
     support::actor_reminders::reminder_rows(store, client, &gw, reminders, reminders / 5).await;
     let _ = gw.child.kill().await;
-    log_summary(store, &dir.join(format!("gateway-{store}.log")));
+    support::gateway_log::print_warnings(store, &dir.join(format!("gateway-{store}.log")));
     Summary {
         store,
         best,
         warm_p50,
         fresh_p50: first.p50,
     }
-}
-
-/// How many warnings the gateway logged, by message.
-fn log_summary(store: &str, log: &std::path::Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for line in text
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-    {
-        let line = strip_ansi(line);
-        let line = line.as_str();
-        // The message: after the target's ": ", before the first field.
-        let message = line
-            .split_once(": ")
-            .map_or(line, |(_, m)| m)
-            .split(" actor_type=")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        match counts.iter_mut().find(|(m, _)| *m == message) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((message, 1)),
-        }
-    }
-    if counts.is_empty() {
-        println!("{store}: the gateway logged no warnings");
-    }
-    for (message, n) in counts {
-        println!("{store}: the gateway logged {n} × \"{message}\"");
-    }
-}
-
-/// `line` without terminal colour codes (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 pub(crate) static APP_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
