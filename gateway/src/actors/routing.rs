@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use outrigger_proto::outrigger::internal::v1 as internal_pb;
 
-use super::host::{Activation, Outcome, Slot, Turn, TurnKind};
+use super::host::{Activation, Host, Outcome, Slot, Turn, TurnKind};
 use super::timer::{Timer, TimerRequest};
 use super::{
     Actors, FORWARDED_ERROR, FORWARDED_GRPC_CODE, REENTRANCY_HEADER, ROUTE_CACHE, check, placement,
@@ -66,6 +66,20 @@ impl Actors {
         if let Some(address) = self.cached_route(actor_type, id) {
             return Ok(Route::Remote(address));
         }
+        // Boxed: placement's store calls make this future kilobytes large,
+        // and every call to an active actor would otherwise carry (and
+        // move, layer by layer) that space for nothing.
+        Box::pin(self.place(actor_type, id, host)).await
+    }
+
+    /// Where an actor neither active here nor cached goes: its lease's
+    /// holder, else a host chosen for it (activating it here if that is us).
+    async fn place(
+        &self,
+        actor_type: &str,
+        id: &str,
+        host: Option<Arc<Host>>,
+    ) -> Result<Route, ApiError> {
         let placement = self.placement()?;
         let failed = store_error(codes::ERR_ACTOR_INVOKE_METHOD);
         let target = match placement.owner(actor_type, id).await.map_err(&failed)? {
@@ -151,7 +165,8 @@ impl Actors {
                     None => last = "the actor was deactivated meanwhile".into(),
                 },
                 Route::Remote(address) => {
-                    match self.forward(&address, actor_type, id, &action).await {
+                    // Boxed for the same reason as `place`.
+                    match Box::pin(self.forward(&address, actor_type, id, &action)).await {
                         Ok(reply) => return forwarded_error(reply),
                         Err(status)
                             if matches!(

@@ -66,9 +66,27 @@ where
     Fut: Future<Output = Result<T, tonic::Status>> + Send + 'static,
     T: Send + 'static,
 {
-    let Some(policy) = policy else {
-        return op(request).await;
-    };
+    match policy {
+        None => op(request).await,
+        // Boxed: the policy's layers hold several of `op`'s futures, which
+        // would otherwise make every call's future (and each move of it,
+        // layer by layer up to the API handler) that much larger.
+        Some(policy) => Box::pin(with_policy(policy, request, op)).await,
+    }
+}
+
+/// [`call`] through `policy`'s layers.
+async fn with_policy<Req, T, F, Fut>(
+    policy: &TargetPolicy,
+    request: Req,
+    op: F,
+) -> Result<T, tonic::Status>
+where
+    Req: Clone + Send + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    T: Send + 'static,
+{
     let op = Arc::new(op);
     let attempt = tower::service_fn(move |request: Req| {
         let op = Arc::clone(&op);

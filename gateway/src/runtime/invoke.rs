@@ -202,7 +202,9 @@ impl InvokeApi {
             }
             call.headers = forwarded(std::mem::take(&mut call.headers));
             match self.resiliency.get().and_then(|r| r.app(target)) {
-                Some(policy) => self.send_with(policy, target, call).await,
+                // Boxed: the policy's layers make a large future, which
+                // calls without a policy should not carry.
+                Some(policy) => Box::pin(self.send_with(policy, target, call)).await,
                 None => self.send(target, call).await,
             }
         });
