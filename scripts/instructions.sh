@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Instructions the gateway executes per request, counted by valgrind's
+# callgrind: unlike wall-clock figures on this shared VM, the count repeats
+# run after run, so it shows what a change to the gateway's code saved.
+#
+#   scripts/instructions.sh            # both rows below
+#   scripts/instructions.sh state      # HTTP GET /v1.0/state/{store}/{key}
+#   scripts/instructions.sh actor      # HTTP PUT /v1.0/actors/{type}/{id}/method/{m}, warm ids
+#
+# The gateway (release build) runs under callgrind in front of outrigger-local
+# (and, for the actor row, the actors benchmark's app). Python's http.client
+# sends N requests on one connection; the gateway's count at N = 2 500 minus
+# its count at N = 500, over 2 000, is the cost of one request (start-up and
+# shutdown cancel out). Needs valgrind and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outrigger-target}"
+[ $# -gt 0 ] || set -- state actor
+
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+cargo build --release -q -p outrigger -p outrigger-local
+cargo bench -q -p outrigger --bench actors --no-run 2>/dev/null
+BIN="$CARGO_TARGET_DIR/release"
+ACTORS_BENCH=$(ls -t "$BIN"/deps/actors-* | grep -v '\.d$' | head -1)
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/sockets" "$WORK/resources"
+export DAPR_COMPONENTS_SOCKETS_FOLDER="$WORK/sockets"
+cat > "$WORK/resources/store.yaml" <<EOF
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: $WORK/state.db
+  - name: actorStateStore
+    value: "true"
+EOF
+"$BIN/outrigger-local" >"$WORK/local.log" 2>&1 &
+PIDS+=($!)
+APP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+OUTRIGGER_BENCH_ACTOR_APP_PORT=$APP_PORT "$ACTORS_BENCH" --bench >"$WORK/app.log" 2>&1 &
+PIDS+=($!)
+HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+GRPC_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+cat > "$WORK/client.py" <<'EOF'
+import http.client, sys
+row, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port)
+def call(method, path, body=None):
+    c.request(method, path, body=body, headers={"content-type": "application/json"})
+    r = c.getresponse(); r.read()
+    return r.status
+if row == "state":
+    assert call("POST", "/v1.0/state/statestore", b'[{"key":"k","value":"hello"}]') == 204
+    for _ in range(n):
+        assert call("GET", "/v1.0/state/statestore/k") == 200
+else:
+    for i in range(10):  # activate the ten ids first
+        assert call("PUT", "/v1.0/actors/Bench/a-%d/method/work" % i, b'{"n":42}') == 200
+    for i in range(n):
+        assert call("PUT", "/v1.0/actors/Bench/a-%d/method/work" % (i % 10), b'{"n":42}') == 200
+EOF
+
+# The gateway's instruction count for `n` requests of `row`.
+count() {
+  local row=$1 n=$2 out="$WORK/callgrind.$1.$2"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN/outrigger" --app-id bench \
+    --app-port "$APP_PORT" --dapr-http-port "$HTTP_PORT" --dapr-grpc-port "$GRPC_PORT" --metrics-port 0 \
+    --resources-path "$WORK/resources" >"$WORK/gateway.$row.$n.log" 2>&1 &
+  local gw=$!
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$HTTP_PORT/v1.0/metadata" | grep -q '"hostReady":true' && break
+    sleep 0.2
+  done
+  python3 "$WORK/client.py" "$row" "$HTTP_PORT" "$n"
+  kill -INT "$gw"
+  wait "$gw" || true
+  awk '/^summary:/ {print $2}' "$out"
+}
+
+for row in "$@"; do
+  low=$(count "$row" 500)
+  high=$(count "$row" 2500)
+  echo "$row: $(( (high - low) / 2000 )) instructions per request in the gateway"
+done
