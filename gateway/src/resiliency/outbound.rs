@@ -66,27 +66,9 @@ where
     Fut: Future<Output = Result<T, tonic::Status>> + Send + 'static,
     T: Send + 'static,
 {
-    match policy {
-        None => op(request).await,
-        // Boxed: the policy's layers hold several of `op`'s futures, which
-        // would otherwise make every call's future (and each move of it,
-        // layer by layer up to the API handler) that much larger.
-        Some(policy) => Box::pin(with_policy(policy, request, op)).await,
-    }
-}
-
-/// [`call`] through `policy`'s layers.
-async fn with_policy<Req, T, F, Fut>(
-    policy: &TargetPolicy,
-    request: Req,
-    op: F,
-) -> Result<T, tonic::Status>
-where
-    Req: Clone + Send + 'static,
-    F: Fn(Req) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<T, tonic::Status>> + Send + 'static,
-    T: Send + 'static,
-{
+    let Some(policy) = policy else {
+        return op(request).await;
+    };
     let op = Arc::new(op);
     let attempt = tower::service_fn(move |request: Req| {
         let op = Arc::clone(&op);
@@ -98,7 +80,11 @@ where
             }
         }
     });
-    match layers::stack(policy, attempt).oneshot(request).await {
+    // Boxed: the policy's layers hold several of `op`'s futures, which
+    // would otherwise make every call's future (and each move of it, layer
+    // by layer up to the API handler) that much larger, policy or not.
+    let answer = Box::pin(layers::stack(policy, attempt).oneshot(request)).await;
+    match answer {
         Ok(Answer::Reply(reply)) => Ok(reply),
         Ok(Answer::Refused(status)) | Err(ResiliencyError::Inner(status)) => Err(status),
         Err(err @ ResiliencyError::Timeout(_)) => {
