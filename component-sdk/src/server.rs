@@ -485,8 +485,6 @@ fn remove_sockets<'a>(paths: impl Iterator<Item = &'a PathBuf>) {
     }
 }
 
-/// Bind `path`, first removing a socket file left by a process that died
-/// (nothing answers on it). A socket someone still listens on is refused.
 /// The connections `listener` accepts, each registered for reads only (see
 /// [`crate::UnixConn`]); an accept that fails is passed on as the error.
 fn incoming(
@@ -497,6 +495,8 @@ fn incoming(
     })
 }
 
+/// Bind `path`, first removing a socket file left by a process that died
+/// (nothing answers on it). A socket someone still listens on is refused.
 async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
     if std::fs::symlink_metadata(path).is_ok() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
