@@ -104,14 +104,13 @@ fi
 # --- static binaries -------------------------------------------------------------
 step "static release build of ${BINARIES[*]} ($TARGET)"
 # One invocation, so shared dependencies compile once. The profile is the
-# workspace's release profile (opt-level 3, 16 codegen units) with symbols
-# stripped and no cross-crate LTO: measured on 2 cores, fat LTO or lower
-# opt-levels do not pay (the gateway crate's front end dominates).
+# workspace's release profile (fat LTO, one codegen unit: the images ship the
+# binaries the benchmarks measure) with symbols stripped.
 packages=()
 for bin in "${BINARIES[@]}"; do packages+=(-p "$bin"); done
 started=$SECONDS
 RUSTFLAGS='-C target-feature=+crt-static' \
-  CARGO_PROFILE_RELEASE_STRIP=true CARGO_PROFILE_RELEASE_LTO=false \
+  CARGO_PROFILE_RELEASE_STRIP=true \
   cargo build --release --locked --target "$TARGET" "${packages[@]}"
 BIN_DIR="$CARGO_TARGET_DIR/$TARGET/release"
 echo "static release build: $((SECONDS - started)) s"

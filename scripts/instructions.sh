@@ -12,16 +12,20 @@
 # sends N requests on one connection; the gateway's count at N = 2 500 minus
 # its count at N = 500, over 2 000, is the cost of one request (start-up and
 # shutdown cancel out). Needs valgrind and python3.
+#
+#   PROFILE=name   cargo profile the gateway is built with (default release)
+#   KEEP=dir       keep callgrind's output files there, for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outrigger-target}"
 [ $# -gt 0 ] || set -- state actor
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release -q -p outrigger -p outrigger-local
+PROFILE="${PROFILE:-release}"
+cargo build --profile "$PROFILE" -q -p outrigger -p outrigger-local
 cargo bench -q -p outrigger --bench actors --no-run 2>/dev/null
-BIN="$CARGO_TARGET_DIR/release"
-ACTORS_BENCH=$(ls -t "$BIN"/deps/actors-* | grep -v '\.d$' | head -1)
+BIN="$CARGO_TARGET_DIR/$PROFILE"
+ACTORS_BENCH=$(ls -t "$CARGO_TARGET_DIR"/release/deps/actors-* | grep -v '\.d$' | head -1)
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -88,6 +92,7 @@ count() {
   python3 "$WORK/client.py" "$row" "$HTTP_PORT" "$n"
   kill -INT "$gw"
   wait "$gw" || true
+  [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP"; cp "$out" "$KEEP/"; }
   awk '/^summary:/ {print $2}' "$out"
 }
 

@@ -339,7 +339,7 @@ impl Gateway {
         let router = api::http::router(Arc::clone(&runtime));
         let stop = shutdown.clone();
         tracker.spawn(async move {
-            let served = axum::serve(http, router)
+            let served = axum::serve(http, tower::make::Shared::new(router))
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
             if let Err(err) = served {

@@ -212,7 +212,7 @@ async fn nats_restart_loses_no_accepted_message_end_to_end() {
     stop.cancel();
 }
 
-async fn publish(router: &axum::Router, n: u64) -> StatusCode {
+async fn publish(router: &outrigger::api::http::Api, n: u64) -> StatusCode {
     let request = Request::post("/v1.0/publish/pubsub/flow")
         .header("content-type", "application/json")
         .body(Body::from(format!("{{\"n\":{n}}}")))

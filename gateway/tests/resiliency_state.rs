@@ -177,7 +177,7 @@ impl OutputBinding for FlakyBinding {
 }
 
 async fn http(
-    router: &axum::Router,
+    router: &outrigger::api::http::Api,
     method: Method,
     uri: &str,
     body: &str,

@@ -1,9 +1,11 @@
 //! The Dapr HTTP API (v1.0) on axum.
 //!
-//! Layers, outermost first: tracing span (and OpenTelemetry span, child of
-//! the app's `traceparent`) per request → API-token check
-//! (health routes exempt, as in daprd) → body size limit → routes. Bodies
-//! over the limit and unreadable bodies become `ERR_BODY_READ`.
+//! [`Api`] serves the routes: ahead of routing, once per request, it counts
+//! and times every answer (metrics), checks the API token (health routes
+//! exempt, as in daprd) and sets the body size limit. After routing, one
+//! layer opens the tracing span (and the OpenTelemetry span, child of the
+//! app's `traceparent`, named after the matched route). Bodies over the
+//! limit and unreadable bodies become `ERR_BODY_READ`.
 
 mod actors;
 mod bindings;
@@ -33,9 +35,70 @@ use crate::error::{ApiError, codes};
 /// The header carrying the API token.
 pub const TOKEN_HEADER: &str = "dapr-api-token";
 
-/// The HTTP router over `runtime`.
-pub fn router(runtime: Arc<Runtime>) -> Router {
-    let limit = runtime.config.max_body_bytes;
+/// The HTTP API over `runtime`, ready to serve.
+pub fn router(runtime: Arc<Runtime>) -> Api {
+    Api {
+        limit: DefaultBodyLimit::max(runtime.config.max_body_bytes),
+        routes: routes(Arc::clone(&runtime)),
+        runtime,
+    }
+}
+
+/// The HTTP API: the routes, with what applies to every request done once
+/// ahead of routing. (A layer added with `Router::layer` wraps each route
+/// instead, and every such layer cost a clone of the boxed route and a
+/// boxed future per request.)
+#[derive(Clone)]
+pub struct Api {
+    runtime: Arc<Runtime>,
+    limit: DefaultBodyLimit,
+    routes: Router,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+impl tower::Service<Request> for Api {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Routers are always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        // Every answer is counted, token refusals included.
+        let timer = crate::metrics::http_server::Timer::start(&request);
+        let runtime = Arc::clone(&self.runtime);
+        let routed = if token_refused(&runtime, &request) {
+            None
+        } else {
+            self.limit.apply(&mut request);
+            Some(tower::Service::call(&mut self.routes, request))
+        };
+        Box::pin(async move {
+            let response = match routed {
+                Some(routed) => routed.await?,
+                // daprd answers a missing or wrong token with plain-text 401.
+                None => (StatusCode::UNAUTHORIZED, "invalid api token").into_response(),
+            };
+            timer.finish(&runtime.config.app_id, response.status());
+            Ok(response)
+        })
+    }
+}
+
+/// The routes of the HTTP API over `runtime`.
+fn routes(runtime: Arc<Runtime>) -> Router {
     Router::new()
         .route("/v1.0/healthz", get(metadata::healthz))
         .route("/v1.0/healthz/outbound", get(metadata::healthz_outbound))
@@ -89,17 +152,8 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .merge(workflow_routes("/v1.0-alpha1"))
         .route("/v1.0-alpha1/workflows/{component}", get(workflows::list))
         .fallback(unimplemented)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&runtime),
-            check_token,
-        ))
+        // After routing, so the span is named after the matched route.
         .layer(middleware::from_fn_with_state(Arc::clone(&runtime), trace))
-        // Outermost: every answer is counted, token refusals included.
-        .layer(middleware::from_fn_with_state(
-            runtime.config.app_id.clone(),
-            crate::metrics::http_server::track,
-        ))
         .with_state(runtime)
 }
 
@@ -208,24 +262,19 @@ async fn trace(State(runtime): State<Arc<Runtime>>, request: Request, next: Next
     response
 }
 
-/// daprd answers a missing or wrong token with plain-text 401, not JSON.
-async fn check_token(
-    State(runtime): State<Arc<Runtime>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &runtime.config.api_token {
-        let path = request.uri().path();
-        let exempt = path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound";
-        let given = request
-            .headers()
-            .get(TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok());
-        if !exempt && given != Some(token.as_str()) {
-            return (StatusCode::UNAUTHORIZED, "invalid api token").into_response();
-        }
-    }
-    next.run(request).await
+/// Whether `request` lacks the API token this gateway requires (health
+/// routes never need it).
+fn token_refused(runtime: &Runtime, request: &Request) -> bool {
+    let Some(token) = &runtime.config.api_token else {
+        return false;
+    };
+    let path = request.uri().path();
+    let exempt = path == "/v1.0/healthz" || path == "/v1.0/healthz/outbound";
+    let given = request
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    !exempt && given != Some(token.as_str())
 }
 
 /// Routes Dapr has and this gateway does not yet: 501 with Dapr's code. A

@@ -7,9 +7,6 @@
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus::proto::MetricFamily;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
@@ -62,30 +59,43 @@ static HTTP_SERVER: LazyLock<Option<HttpServer>> = LazyLock::new(|| {
     })
 });
 
-/// Middleware: count and time every request of the HTTP API for `app_id`.
-pub async fn track(State(app_id): State<String>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
-    let method = if VERBS.contains(&method.as_str()) {
-        method
-    } else {
-        "UNKNOWN".to_owned()
-    };
-    let path = STATIC_PATHS
-        .iter()
-        .find(|p| **p == request.uri().path())
-        .copied()
-        .unwrap_or_default();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    if let Some(m) = HTTP_SERVER.as_ref() {
-        let status = response.status().as_u16().to_string();
-        let labels = [app_id.as_str(), method.as_str(), path, status.as_str()];
-        m.count.with_label_values(&labels).inc();
-        m.latency
-            .with_label_values(&labels)
-            .observe(started.elapsed().as_secs_f64() * 1000.0);
+/// One request of the HTTP API being counted and timed.
+#[derive(Debug)]
+pub struct Timer {
+    method: &'static str,
+    path: &'static str,
+    started: Instant,
+}
+
+impl Timer {
+    /// Start timing `request`.
+    pub fn start<B>(request: &http::Request<B>) -> Self {
+        let method = request.method().as_str();
+        Self {
+            method: VERBS
+                .iter()
+                .find(|v| **v == method)
+                .copied()
+                .unwrap_or("UNKNOWN"),
+            path: STATIC_PATHS
+                .iter()
+                .find(|p| **p == request.uri().path())
+                .copied()
+                .unwrap_or_default(),
+            started: Instant::now(),
+        }
     }
-    response
+
+    /// Count the request, answered with `status`, for `app_id`.
+    pub fn finish(self, app_id: &str, status: http::StatusCode) {
+        if let Some(m) = HTTP_SERVER.as_ref() {
+            let labels = [app_id, self.method, self.path, status.as_str()];
+            m.count.with_label_values(&labels).inc();
+            m.latency
+                .with_label_values(&labels)
+                .observe(self.started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
 }
 
 /// Every HTTP server metric family, for the exposition.

@@ -4,7 +4,7 @@
 //! `traceparent`), in the peer call's gRPC metadata, and back to the caller
 //! in the reply's `traceparent` header, as daprd returns it.
 
-use opentelemetry::trace::SpanKind;
+use opentelemetry::trace::{SpanKind, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
 use super::Telemetry;
@@ -17,18 +17,18 @@ use crate::runtime::invoke::{Call, Reply};
 /// call's headers.
 pub fn caller_span(telemetry: &Telemetry, target: &str, call: &mut Call) -> Context {
     let parent = super::current_or(|| propagation::extract_pairs(&call.headers));
-    let cx = telemetry.start(
-        format!("invoke/{target}/{}", call.method),
-        SpanKind::Client,
-        &parent,
-        vec![
-            KeyValue::new("rpc.system", "dapr"),
-            KeyValue::new("rpc.service", "ServiceInvocation"),
-            KeyValue::new("rpc.method", call.method.clone()),
-            KeyValue::new("peer.service", target.to_owned()),
-            KeyValue::new("http.request.method", call.verb.clone()),
-        ],
-    );
+    let cx = telemetry.start(SpanKind::Client, &parent, || {
+        (
+            format!("invoke/{target}/{}", call.method).into(),
+            vec![
+                KeyValue::new("rpc.system", "dapr"),
+                KeyValue::new("rpc.service", "ServiceInvocation"),
+                KeyValue::new("rpc.method", call.method.clone()),
+                KeyValue::new("peer.service", target.to_owned()),
+                KeyValue::new("http.request.method", call.verb.clone()),
+            ],
+        )
+    });
     propagation::set_pairs(&cx, &mut call.headers);
     cx
 }
@@ -42,20 +42,20 @@ pub fn callee_span(
     call: &mut Call,
 ) -> Context {
     let mut parent = propagation::extract_grpc(metadata);
-    if propagation::traceparent_of(&parent).is_none() {
+    if !parent.span().span_context().is_valid() {
         parent = propagation::extract_pairs(&call.headers);
     }
-    let cx = telemetry.start(
-        format!("CallLocal/{app_id}/{}", call.method),
-        SpanKind::Server,
-        &parent,
-        vec![
-            KeyValue::new("rpc.system", "dapr"),
-            KeyValue::new("rpc.service", "ServiceInvocation"),
-            KeyValue::new("rpc.method", call.method.clone()),
-            KeyValue::new("http.request.method", call.verb.clone()),
-        ],
-    );
+    let cx = telemetry.start(SpanKind::Server, &parent, || {
+        (
+            format!("CallLocal/{app_id}/{}", call.method).into(),
+            vec![
+                KeyValue::new("rpc.system", "dapr"),
+                KeyValue::new("rpc.service", "ServiceInvocation"),
+                KeyValue::new("rpc.method", call.method.clone()),
+                KeyValue::new("http.request.method", call.verb.clone()),
+            ],
+        )
+    });
     propagation::set_pairs(&cx, &mut call.headers);
     cx
 }

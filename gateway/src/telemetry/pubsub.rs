@@ -25,16 +25,16 @@ pub fn publish_span(
             message.tracestate.as_deref(),
         )
     });
-    let cx = telemetry.start(
-        format!("publish/{pubsub}/{topic}"),
-        SpanKind::Producer,
-        &parent,
-        vec![
-            KeyValue::new("messaging.system", "dapr"),
-            KeyValue::new("messaging.destination.name", topic.to_owned()),
-            KeyValue::new("messaging.operation.type", "publish"),
-        ],
-    );
+    let cx = telemetry.start(SpanKind::Producer, &parent, || {
+        (
+            format!("publish/{pubsub}/{topic}").into(),
+            vec![
+                KeyValue::new("messaging.system", "dapr"),
+                KeyValue::new("messaging.destination.name", topic.to_owned()),
+                KeyValue::new("messaging.operation.type", "publish"),
+            ],
+        )
+    });
     let mut fresh = propagation::headers_of(&cx);
     if let Some(parent) = fresh.remove(propagation::TRACEPARENT) {
         message.traceparent = Some(parent);
@@ -47,14 +47,14 @@ pub fn publish_span(
 /// anything else for a new trace) from `topic`.
 pub fn deliver_span(telemetry: &Telemetry, topic: &str, event: &[u8]) -> Context {
     let parent = propagation::extract_event(event);
-    telemetry.start(
-        format!("deliver/{topic}"),
-        SpanKind::Consumer,
-        &parent,
-        vec![
-            KeyValue::new("messaging.system", "dapr"),
-            KeyValue::new("messaging.destination.name", topic.to_owned()),
-            KeyValue::new("messaging.operation.type", "process"),
-        ],
-    )
+    telemetry.start(SpanKind::Consumer, &parent, || {
+        (
+            format!("deliver/{topic}").into(),
+            vec![
+                KeyValue::new("messaging.system", "dapr"),
+                KeyValue::new("messaging.destination.name", topic.to_owned()),
+                KeyValue::new("messaging.operation.type", "process"),
+            ],
+        )
+    })
 }

@@ -88,7 +88,7 @@ fn rate_zero_passes_the_parent_through() {
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         None,
     );
-    let cx = telemetry.start("x", SpanKind::Server, &parent, Vec::new());
+    let cx = telemetry.start(SpanKind::Server, &parent, || ("x".into(), Vec::new()));
     assert_eq!(
         propagation::traceparent_of(&cx),
         propagation::traceparent_of(&parent)
@@ -109,12 +109,14 @@ fn a_span_continues_the_parent_trace() {
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         None,
     );
-    let cx = telemetry.start("x", SpanKind::Server, &parent, Vec::new());
+    let cx = telemetry.start(SpanKind::Server, &parent, || ("x".into(), Vec::new()));
     let child = propagation::traceparent_of(&cx).unwrap();
     assert!(child.starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
     assert!(!child.contains("b7ad6b7169203331"));
     assert!(child.ends_with("-01"));
     // A new trace when there is no parent.
-    let root = telemetry.start("y", SpanKind::Server, &Context::new(), Vec::new());
+    let root = telemetry.start(SpanKind::Server, &Context::new(), || {
+        ("y".into(), Vec::new())
+    });
     assert!(propagation::traceparent_of(&root).is_some());
 }

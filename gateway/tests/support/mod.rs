@@ -258,7 +258,7 @@ impl Stack {
         }
     }
 
-    pub fn router(&self) -> axum::Router {
+    pub fn router(&self) -> outrigger::api::http::Api {
         outrigger::api::http::router(std::sync::Arc::clone(&self.gateway.runtime))
     }
 }
