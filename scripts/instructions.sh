@@ -3,13 +3,15 @@
 # callgrind: unlike wall-clock figures on this shared VM, the count repeats
 # run after run, so it shows what a change to the gateway's code saved.
 #
-#   scripts/instructions.sh            # both rows below
+#   scripts/instructions.sh            # every row below
 #   scripts/instructions.sh state      # HTTP GET /v1.0/state/{store}/{key}
+#   scripts/instructions.sh grpc       # gRPC Dapr/GetState
 #   scripts/instructions.sh actor      # HTTP PUT /v1.0/actors/{type}/{id}/method/{m}, warm ids
 #
 # The gateway (release build) runs under callgrind in front of outrigger-local
 # (and, for the actor row, the actors benchmark's app). Python's http.client
-# sends N requests on one connection; the gateway's count at N = 2 500 minus
+# (for the grpc row, the Dapr SDK's generated stub, from the venv
+# scripts/test.sh makes, or $OUTRIGGER_PYTHON) sends N requests on one connection; the gateway's count at N = 2 500 minus
 # its count at N = 500, over 2 000, is the cost of one request (start-up and
 # shutdown cancel out). Needs valgrind and python3.
 #
@@ -18,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outrigger-target}"
-[ $# -gt 0 ] || set -- state actor
+[ $# -gt 0 ] || set -- state grpc actor
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 PROFILE="${PROFILE:-release}"
@@ -63,6 +65,15 @@ cat > "$WORK/client.py" <<'EOF'
 import http.client, sys
 row, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 c = http.client.HTTPConnection("127.0.0.1", port)
+if row == "grpc":
+    import grpc
+    from dapr.proto import api_v1, api_service_v1
+    assert c.request("POST", "/v1.0/state/statestore", b'[{"key":"k","value":"hello"}]') is None
+    assert c.getresponse().status == 204
+    stub = api_service_v1.DaprStub(grpc.insecure_channel("127.0.0.1:%d" % int(sys.argv[4])))
+    for _ in range(n):
+        assert stub.GetState(api_v1.GetStateRequest(store_name="statestore", key="k")).data == b'"hello"'
+    sys.exit(0)
 def call(method, path, body=None):
     c.request(method, path, body=body, headers={"content-type": "application/json"})
     r = c.getresponse(); r.read()
@@ -89,7 +100,7 @@ count() {
     curl -sf "http://127.0.0.1:$HTTP_PORT/v1.0/metadata" | grep -q '"hostReady":true' && break
     sleep 0.2
   done
-  python3 "$WORK/client.py" "$row" "$HTTP_PORT" "$n"
+  "${OUTRIGGER_PYTHON:-$HOME/.cache/outrigger/venv/bin/python}" "$WORK/client.py" "$row" "$HTTP_PORT" "$n" "$GRPC_PORT"
   kill -INT "$gw"
   wait "$gw" || true
   [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP"; cp "$out" "$KEEP/"; }
