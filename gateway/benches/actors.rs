@@ -26,6 +26,7 @@ mod support {
     pub(crate) mod actor_app;
     pub(crate) mod actor_gateway;
     pub(crate) mod actor_reminders;
+    pub(crate) mod gateway_cmd;
     pub(crate) mod gateway_log;
     pub(crate) mod pg;
     pub(crate) mod pingpong;

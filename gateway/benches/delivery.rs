@@ -12,6 +12,10 @@
 //! behind the gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod support {
+    pub(crate) mod gateway_cmd;
+}
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,25 +123,13 @@ async fn via_gateway(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"))
-        .args([
-            "--app-id",
-            "bench",
-            "--log-level",
-            "warn",
-            "--metrics-port",
-            "0",
-            "--dapr-http-port",
-            "0",
-            "--dapr-grpc-port",
-            "0",
-        ])
+    let mut gateway = support::gateway_cmd::command("bench")
+        .args(["--dapr-http-port", "0", "--dapr-grpc-port", "0"])
         .args(["--app-port", &app_port.to_string()])
         .arg("--resources-path")
         .arg(resources)
         .arg("--components-sockets-folder")
         .arg(sockets)
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     // Let the gateway subscribe before the clock starts.

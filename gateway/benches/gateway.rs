@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support {
+    pub(crate) mod gateway_cmd;
     pub(crate) mod pingpong;
     pub(crate) mod proc;
     pub(crate) mod sql;
@@ -365,15 +366,7 @@ async fn main() {
     // Exec → healthy, and idle RSS, of the real binary.
     let (http_port, grpc_port) = (free_port(), free_port());
     let started = Instant::now();
-    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"))
-        .args([
-            "--app-id",
-            "bench",
-            "--log-level",
-            "warn",
-            "--metrics-port",
-            "0",
-        ])
+    let mut gateway = support::gateway_cmd::command("bench")
         .args([
             "--dapr-http-port",
             &http_port.to_string(),
@@ -384,7 +377,6 @@ async fn main() {
         .arg(&resources)
         .arg("--components-sockets-folder")
         .arg(&sockets)
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let http: Http = Client::builder(TokioExecutor::new()).build_http();

@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support {
+    pub(crate) mod gateway_cmd;
     pub(crate) mod pingpong;
     pub(crate) mod proc;
 }
@@ -121,16 +122,8 @@ fn gateway(
     let sockets = dir.join(format!("sockets-{app_id}"));
     std::fs::create_dir_all(&resources).unwrap();
     std::fs::create_dir_all(&sockets).unwrap();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"));
+    let mut command = support::gateway_cmd::command(app_id);
     command
-        .args([
-            "--app-id",
-            app_id,
-            "--log-level",
-            "warn",
-            "--metrics-port",
-            "0",
-        ])
         .args(["--dapr-http-port", &http_port.to_string()])
         .args(["--dapr-grpc-port", &free_port().to_string()])
         .arg("--resources-path")
@@ -138,8 +131,7 @@ fn gateway(
         .arg("--components-sockets-folder")
         .arg(&sockets)
         .arg("--registry-folder")
-        .arg(dir.join("registry"))
-        .kill_on_drop(true);
+        .arg(dir.join("registry"));
     if let Some(port) = app_port {
         command.args(["--app-port", &port.to_string()]);
     }

@@ -127,25 +127,31 @@ impl HttpApp {
             http::Uri::try_from(format!("/{path}"))
         }
         .map_err(|e| format!("building the request to {path}: {e}"))?;
-        let mut request = http::Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = http::Method::from_bytes(method.as_bytes())
+        let method = http::Method::from_bytes(method.as_bytes())
             .map_err(|e| format!("building the request to {path}: {e}"))?;
-        *request.uri_mut() = target;
-        let fields = request.headers_mut();
-        for (name, value) in headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                fields.append(name, value);
+        let body = Bytes::from(body);
+        // Built again only when a request must be sent a second time.
+        let build = || {
+            let mut request = http::Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = target.clone();
+            let fields = request.headers_mut();
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::try_from(value.as_str()),
+                ) {
+                    fields.append(name, value);
+                }
             }
-        }
-        if let Some(token) = &self.token {
-            fields.insert("dapr-api-token", token.clone());
-        }
-        fields.entry(HOST).or_insert_with(|| self.host.clone());
+            if let Some(token) = &self.token {
+                fields.insert("dapr-api-token", token.clone());
+            }
+            fields.entry(HOST).or_insert_with(|| self.host.clone());
+            request
+        };
         let call = async {
-            let (sender, response) = self.send(request).await?;
+            let (sender, response) = self.send(build).await?;
             let status = response.status().as_u16();
             let headers = response
                 .headers()
@@ -175,24 +181,24 @@ impl HttpApp {
             .map_err(|e: String| format!("calling the app ({:?}) at {path}: {e}", self.address))
     }
 
-    /// Send `request` on an idle connection, or a new one; the connection
-    /// goes back to the pool once the caller has read the answer. A
-    /// kept-alive connection the app closed just as the request went out
-    /// fails it unsent (`is_canceled`); it is sent again on a new one.
+    /// Send the request `build` makes on an idle connection, or a new one;
+    /// the connection goes back to the pool once the caller has read the
+    /// answer. A kept-alive connection the app closed just as the request
+    /// went out fails it unsent (`is_canceled`); it is built and sent again
+    /// on a new one.
     async fn send(
         &self,
-        request: http::Request<Full<Bytes>>,
+        build: impl Fn() -> http::Request<Full<Bytes>>,
     ) -> Result<(Sender, http::Response<hyper::body::Incoming>), String> {
         let Some(mut sender) = self.idle_sender().await else {
             let mut sender = self.connect().await?;
-            let response = sender.send_request(request).await;
+            let response = sender.send_request(build()).await;
             return Ok((sender, response.map_err(|e| e.to_string())?));
         };
-        let again = request.clone();
-        match sender.send_request(request).await {
+        match sender.send_request(build()).await {
             Err(err) if err.is_canceled() => {
                 let mut sender = self.connect().await?;
-                let response = sender.send_request(again).await;
+                let response = sender.send_request(build()).await;
                 Ok((sender, response.map_err(|e| e.to_string())?))
             }
             answer => Ok((sender, answer.map_err(|e| e.to_string())?)),

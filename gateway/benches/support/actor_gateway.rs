@@ -34,15 +34,7 @@ pub(crate) async fn start_gateway(
     let (http_port, grpc_port) = (crate::free_port(), crate::free_port());
     // Its log goes to a file, summarised after the rows (warnings are findings).
     let log = std::fs::File::create(dir.join(format!("gateway-{store}.log"))).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_outrigger"))
-        .args([
-            "--app-id",
-            "bench",
-            "--log-level",
-            "warn",
-            "--metrics-port",
-            "0",
-        ])
+    let child = crate::support::gateway_cmd::command("bench")
         .args(["--app-port", &app_port.to_string()])
         .args(["--dapr-http-port", &http_port.to_string()])
         .args(["--dapr-grpc-port", &grpc_port.to_string()])
@@ -55,7 +47,6 @@ pub(crate) async fn start_gateway(
         .env("NO_COLOR", "1")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{http_port}");
