@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod discovery;
 pub mod registry;
+pub mod unary;
 
 pub use registry::{Component, Readiness, Registry, RegistryError};
 

@@ -347,56 +347,8 @@ impl Gateway {
             }
         });
 
-        let limit = runtime.config.max_body_bytes;
-        let dapr = outrigger_proto::runtime::dapr_server::DaprServer::new(
-            api::grpc::DaprService::new(Arc::clone(&runtime)),
-        )
-        .max_decoding_message_size(limit);
-        let dapr = tonic::service::interceptor::InterceptedService::new(
-            dapr,
-            api::grpc::TokenCheck(runtime.config.api_token.clone()),
-        );
-        let peer_calls = tonic::service::interceptor::InterceptedService::new(
-            outrigger_proto::outrigger::internal::v1::gateway_invoke_server::GatewayInvokeServer::new(
-                api::grpc::GatewayInvokeService::new(Arc::clone(&runtime)),
-            )
-            .max_decoding_message_size(limit),
-            api::grpc::TokenCheck(runtime.config.api_token.clone()),
-        );
-        // Calls for any other service are proxied by their dapr-app-id.
-        let proxy_rt = Arc::clone(&runtime);
-        let proxy_client = api::grpc::proxy::client();
-        let taskhub = tonic::service::interceptor::InterceptedService::new(
-            outrigger_proto::durabletask::task_hub_sidecar_service_server::TaskHubSidecarServiceServer::new(
-                api::grpc::TaskHubService::new(Arc::clone(&runtime)),
-            )
-            .max_decoding_message_size(limit),
-            api::grpc::TokenCheck(runtime.config.api_token.clone()),
-        );
-        let routes: tonic::service::Routes = tonic::service::Routes::new(dapr)
-            .add_service(peer_calls)
-            .add_service(taskhub)
-            .into_axum_router()
-            .fallback(move |request: axum::extract::Request| {
-                api::grpc::proxy::proxy(Arc::clone(&proxy_rt), proxy_client.clone(), request)
-            })
-            .into();
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .layer(tower::layer::layer_fn(telemetry::TraceContext))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                    async move {
-                        stop.cancelled().await;
-                    },
-                )
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "gRPC API stopped");
-            }
-        });
+        let services = api::grpc::server::Services::new(&runtime);
+        tracker.spawn(api::grpc::server::serve(grpc, services, shutdown.clone()));
 
         if let Some(port) = runtime.config.metrics_port {
             let addr = SocketAddr::new(runtime.config.listen_address, port);

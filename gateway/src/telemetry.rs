@@ -341,7 +341,7 @@ fn exporter(otlp: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExporter, Tel
 }
 
 /// The current context when it holds a span (an API call's, see
-/// [`api_span`] and [`TraceContext`]), else `fallback()`.
+/// [`api_span`] and the gRPC listener's `Services::call`), else `fallback()`.
 fn current_or(fallback: impl FnOnce() -> Context) -> Context {
     let current = Context::current();
     if current.span().span_context().is_valid() {
@@ -375,33 +375,6 @@ pub fn api_span<B>(telemetry: &Telemetry, request: &http::Request<B>) -> Context
             ],
         )
     })
-}
-
-/// A service that runs each request with the W3C trace context of its
-/// headers (or gRPC metadata) as the current context, so the component
-/// calls it makes carry the caller's trace.
-#[derive(Debug, Clone)]
-pub struct TraceContext<S>(pub S);
-
-impl<S, B> tower::Service<http::Request<B>> for TraceContext<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = opentelemetry::context::WithContext<S::Future>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let incoming = propagation::extract_http(request.headers());
-        within(incoming, self.0.call(request))
-    }
 }
 
 /// End the span in `cx`, recording the HTTP `status` the call ended with

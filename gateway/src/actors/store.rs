@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use outrigger_proto::components as pb;
 
+use crate::components::unary::methods;
 use crate::components::{Component, Registry};
 
 mod batch;
@@ -107,12 +108,14 @@ impl Store {
     async fn get_now(&self, key: &str) -> Result<Got, StoreError> {
         let reply = self
             .component()?
-            .state()
-            .get(pb::GetRequest {
-                key: key.to_owned(),
-                metadata: HashMap::new(),
-                consistency: pb::state_options::StateConsistency::ConsistencyStrong as i32,
-            })
+            .call(
+                &methods::STATE_GET,
+                pb::GetRequest {
+                    key: key.to_owned(),
+                    metadata: HashMap::new(),
+                    consistency: pb::state_options::StateConsistency::ConsistencyStrong as i32,
+                },
+            )
             .await
             .map_err(|s| self.failed(&s))?
             .into_inner();
@@ -160,8 +163,7 @@ impl Store {
 
     async fn set_now(&self, request: pb::SetRequest) -> Result<(), StoreError> {
         self.component()?
-            .state()
-            .set(request)
+            .call(&methods::STATE_SET, request)
             .await
             .map(drop)
             .map_err(|s| self.failed(&s))
@@ -182,8 +184,7 @@ impl Store {
 
     async fn delete_now(&self, request: pb::DeleteRequest) -> Result<(), StoreError> {
         self.component()?
-            .state()
-            .delete(request)
+            .call(&methods::STATE_DELETE, request)
             .await
             .map(drop)
             .map_err(|s| self.failed(&s))
@@ -197,18 +198,21 @@ impl Store {
     ) -> Result<HashMap<String, Result<Record, StoreError>>, StoreError> {
         let reply = self
             .component()?
-            .state()
-            .bulk_get(pb::BulkGetRequest {
-                items: keys
-                    .iter()
-                    .map(|key| pb::GetRequest {
-                        key: key.clone(),
-                        metadata: HashMap::new(),
-                        consistency: pb::state_options::StateConsistency::ConsistencyStrong as i32,
-                    })
-                    .collect(),
-                options: None,
-            })
+            .call(
+                &methods::STATE_BULK_GET,
+                pb::BulkGetRequest {
+                    items: keys
+                        .iter()
+                        .map(|key| pb::GetRequest {
+                            key: key.clone(),
+                            metadata: HashMap::new(),
+                            consistency: pb::state_options::StateConsistency::ConsistencyStrong
+                                as i32,
+                        })
+                        .collect(),
+                    options: None,
+                },
+            )
             .await
             .map_err(|s| self.failed(&s))?
             .into_inner();
@@ -260,11 +264,13 @@ impl Store {
         operations: Vec<pb::TransactionalStateOperation>,
     ) -> Result<(), StoreError> {
         self.component()?
-            .transactional()
-            .transact(pb::TransactionalStateRequest {
-                operations,
-                metadata: HashMap::new(),
-            })
+            .call(
+                &methods::STATE_TRANSACT,
+                pb::TransactionalStateRequest {
+                    operations,
+                    metadata: HashMap::new(),
+                },
+            )
             .await
             .map(drop)
             .map_err(|s| self.failed(&s))

@@ -20,6 +20,7 @@ mod configuration;
 mod invoke;
 pub mod proxy;
 mod pubsub;
+pub mod server;
 mod state;
 mod taskhub;
 mod workflows;
@@ -37,25 +38,6 @@ impl DaprService {
     /// Over `rt`.
     pub fn new(rt: Arc<Runtime>) -> Self {
         Self { rt }
-    }
-}
-
-/// Rejects calls without the right `dapr-api-token` metadata.
-#[derive(Debug, Clone)]
-pub struct TokenCheck(pub Option<String>);
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(token) = &self.0 {
-            let given = request
-                .metadata()
-                .get(super::http::TOKEN_HEADER)
-                .and_then(|v| v.to_str().ok());
-            if given != Some(token.as_str()) {
-                return Err(Status::unauthenticated("missing or invalid dapr-api-token"));
-            }
-        }
-        Ok(request)
     }
 }
 

@@ -24,15 +24,15 @@ use hyper::body::{Body as HttpBody, Bytes, Frame};
 use outrigger_component_sdk::UnixConn;
 use tokio::net::TcpStream;
 use tonic::body::Body;
-
-/// Per-stream flow-control window of our HTTP/2 channels (1 MiB).
-const WINDOW: u32 = 1024 * 1024;
-
-/// Connection flow-control window of our HTTP/2 channels (16 MiB).
-const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
+
+/// Per-stream flow-control window of our HTTP/2 channels (1 MiB).
+pub(crate) const WINDOW: u32 = 1024 * 1024;
+
+/// Connection flow-control window of our HTTP/2 channels (16 MiB).
+pub(crate) const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 /// The header daprd sets to the component's YAML `metadata.name`.
 pub const INSTANCE_HEADER: &str = "x-component-instance";
@@ -264,17 +264,7 @@ impl tower::Service<http::Request<Body>> for UdsChannel {
         let channel = self.clone();
         Box::pin(async move {
             let (mut parts, mut body) = request.into_parts();
-            // HTTP/2 needs an absolute URI; tonic sends only the path.
-            let path = parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            parts.uri = http::Uri::builder()
-                .scheme("http")
-                .authority("component")
-                .path_and_query(path)
-                .build()?;
+            parts.uri = absolute(parts.uri.path_and_query().map_or("/", |p| p.as_str()))?;
             let mut sender = channel.ready_sender().await?;
             let empty = body.is_end_stream();
             let (response, mut stream) =
@@ -284,32 +274,77 @@ impl tower::Service<http::Request<Body>> for UdsChannel {
             if !empty && !send_ready(&mut body, &mut stream)? {
                 tokio::spawn(pipe(body, stream));
             }
-            // A component that accepts but never answers must not hang the
-            // app; streams are limited only until their headers arrive. A
-            // peer gateway answers when its app does, which may take long:
-            // invocation timeouts are resiliency policies, not ours.
-            let response = match &*channel.target {
-                Target::Unix(_) => tokio::time::timeout(CALL_TIMEOUT, response)
-                    .await
-                    .map_err(|_| {
-                        format!("the component did not answer within {CALL_TIMEOUT:?}")
-                    })??,
-                Target::Tcp(_) => response.await?,
-            };
-            Ok(response.map(|recv| RecvBody {
-                recv,
-                data_done: false,
-            }))
+            Ok(channel.answer(response).await?.map(RecvBody::new))
         })
     }
 }
 
-/// A component's answer body: its DATA frames, then its trailers (where
-/// gRPC puts the status), returning flow-control capacity as it is read.
+impl UdsChannel {
+    /// Send a unary call to `path`: its `headers`, then its whole `body`
+    /// in the same write. The answer's status, headers and body.
+    pub(crate) async fn send_unary(
+        &self,
+        path: &str,
+        headers: http::HeaderMap,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, http::HeaderMap, h2::RecvStream), ChannelError> {
+        let mut request = http::Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = absolute(path)?;
+        *request.headers_mut() = headers;
+        let mut sender = self.ready_sender().await?;
+        let (response, mut stream) = sender.send_request(request, false)?;
+        if let Err(err) = stream.send_data(body, true) {
+            // As in `send_ready`: the answer says why.
+            tracing::debug!(error = %err, "the peer closed the stream before the request was sent");
+        }
+        let (parts, recv) = self.answer(response).await?.into_parts();
+        Ok((parts.status, parts.headers, recv))
+    }
+
+    /// The answer's head. A component that accepts but never answers must
+    /// not hang the app; streams are limited only until their headers
+    /// arrive. A peer gateway answers when its app does, which may take
+    /// long: invocation timeouts are resiliency policies, not ours.
+    async fn answer(
+        &self,
+        response: h2::client::ResponseFuture,
+    ) -> Result<http::Response<h2::RecvStream>, ChannelError> {
+        Ok(match &*self.target {
+            Target::Unix(_) => tokio::time::timeout(CALL_TIMEOUT, response)
+                .await
+                .map_err(|_| format!("the component did not answer within {CALL_TIMEOUT:?}"))??,
+            Target::Tcp(_) => response.await?,
+        })
+    }
+}
+
+/// The absolute URI HTTP/2 needs for `path` (tonic gives only the path).
+fn absolute(path: &str) -> Result<http::Uri, http::Error> {
+    http::Uri::builder()
+        .scheme("http")
+        .authority("component")
+        .path_and_query(path)
+        .build()
+}
+
+/// The body of an HTTP/2 stream we receive (a component's answer, or a
+/// call to our gRPC port): its DATA frames, then its trailers (where gRPC
+/// puts the status), returning flow-control capacity as it is read.
 #[derive(Debug)]
 pub struct RecvBody {
     recv: h2::RecvStream,
     data_done: bool,
+}
+
+impl RecvBody {
+    /// The body of `recv`.
+    pub fn new(recv: h2::RecvStream) -> Self {
+        Self {
+            recv,
+            data_done: false,
+        }
+    }
 }
 
 impl HttpBody for RecvBody {
@@ -352,6 +387,12 @@ impl Instance {
     /// rejected when resources load, so this falls back to empty.
     pub fn new(name: &str) -> Self {
         Self(MetadataValue::try_from(name).unwrap_or_else(|_| MetadataValue::from_static("")))
+    }
+
+    /// The header's value.
+    pub fn header(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(self.0.as_encoded_bytes())
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""))
     }
 }
 

@@ -126,6 +126,20 @@ impl Component {
         )
     }
 
+    /// Call unary `method` of this component on its channel, without
+    /// tonic's client stack (see [`super::unary`]).
+    pub async fn call<Request, Reply>(
+        &self,
+        method: &super::unary::Method<Request, Reply>,
+        request: Request,
+    ) -> Result<tonic::Response<Reply>, tonic::Status>
+    where
+        Request: prost::Message,
+        Reply: prost::Message + Default,
+    {
+        super::unary::call(&self.channel, &self.instance.header(), method, request).await
+    }
+
     /// State client.
     pub fn state(&self) -> pb::state_store_client::StateStoreClient<Intercepted> {
         pb::state_store_client::StateStoreClient::new(self.intercepted())

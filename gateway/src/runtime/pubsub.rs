@@ -14,6 +14,7 @@ use cloudevents::{AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
 use outrigger_proto::components as pb;
 
 use super::{component, unreachable};
+use crate::components::unary::methods;
 use crate::components::{Component, Registry};
 use crate::error::{ApiError, codes};
 use crate::resources::Block;
@@ -283,10 +284,10 @@ impl PubSubApi {
                 metadata,
                 content_type: String::new(),
             };
-            let client = pubsub.pubsub();
+            let component = Arc::clone(&pubsub);
             crate::resiliency::outbound::call(pubsub.outbound_policy(), request, move |request| {
-                let mut client = client.clone();
-                async move { client.publish(request).await }
+                let component = Arc::clone(&component);
+                async move { component.call(&methods::PUBLISH, request).await }
             })
             .await
             .map(drop)

@@ -12,6 +12,7 @@ use tonic_types::{ErrorDetail, StatusExt};
 use outrigger_proto::components as pb;
 
 use super::{component, unreachable};
+use crate::components::unary::methods;
 use crate::components::{Component, Registry};
 use crate::error::{ApiError, codes};
 use crate::resiliency::outbound;
@@ -281,10 +282,10 @@ impl StateApi {
                 metadata,
                 consistency: consistency(consistency_mode)?,
             };
-            let client = store.state();
+            let component = Arc::clone(&store);
             let reply = outbound::call(store.outbound_policy(), request, move |request| {
-                let mut client = client.clone();
-                async move { client.get(request).await }
+                let component = Arc::clone(&component);
+                async move { component.call(&methods::STATE_GET, request).await }
             })
             .await
             .map_err(|s| component_error(&store, codes::ERR_STATE_GET, s))?
@@ -322,11 +323,13 @@ impl StateApi {
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
             let reply = store
-                .state()
-                .bulk_get(pb::BulkGetRequest {
-                    items,
-                    options: None,
-                })
+                .call(
+                    &methods::STATE_BULK_GET,
+                    pb::BulkGetRequest {
+                        items,
+                        options: None,
+                    },
+                )
                 .await
                 .map_err(|s| component_error(&store, codes::ERR_STATE_BULK_GET, s))?
                 .into_inner();
@@ -359,13 +362,13 @@ impl StateApi {
                 .into_iter()
                 .map(|i| self.set_request(&store, i))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (client, policy) = (store.state(), store.outbound_policy());
+            let (component, policy) = (Arc::clone(&store), store.outbound_policy());
             let result = match requests.len() {
                 0 => return Ok(()),
                 1 => match requests.pop() {
                     Some(only) => outbound::call(policy, only, move |request| {
-                        let mut client = client.clone();
-                        async move { client.set(request).await }
+                        let component = Arc::clone(&component);
+                        async move { component.call(&methods::STATE_SET, request).await }
                     })
                     .await
                     .map(drop),
@@ -377,8 +380,8 @@ impl StateApi {
                         options: None,
                     };
                     outbound::call(policy, request, move |request| {
-                        let mut client = client.clone();
-                        async move { client.bulk_set(request).await }
+                        let component = Arc::clone(&component);
+                        async move { component.call(&methods::STATE_BULK_SET, request).await }
                     })
                     .await
                     .map(drop)
@@ -395,10 +398,10 @@ impl StateApi {
         crate::metrics::timed("state", "delete", async {
             let store = self.store(store_name)?;
             let request = self.delete_request(&store, item)?;
-            let client = store.state();
+            let component = Arc::clone(&store);
             outbound::call(store.outbound_policy(), request, move |request| {
-                let mut client = client.clone();
-                async move { client.delete(request).await }
+                let component = Arc::clone(&component);
+                async move { component.call(&methods::STATE_DELETE, request).await }
             })
             .await
             .map(drop)
@@ -462,11 +465,13 @@ impl StateApi {
                 });
             }
             store
-                .transactional()
-                .transact(pb::TransactionalStateRequest {
-                    operations: ops,
-                    metadata,
-                })
+                .call(
+                    &methods::STATE_TRANSACT,
+                    pb::TransactionalStateRequest {
+                        operations: ops,
+                        metadata,
+                    },
+                )
                 .await
                 .map(drop)
                 .map_err(|s| component_error(&store, codes::ERR_STATE_TRANSACTION, s))

@@ -1,0 +1,308 @@
+//! Unary component calls, straight on a channel's HTTP/2 connection.
+//!
+//! tonic's generated clients send a unary call as a one-message stream:
+//! the request goes through an interceptor (which turns the HTTP request
+//! into a `tonic::Request` and back), an encoder stream with an 8 KiB
+//! buffer, and the answer through a streaming decoder with another. Per
+//! state get that was ~10 000 instructions, about a tenth of the gateway's
+//! whole cost (BENCHMARKS.md). The calls made on every request (state reads
+//! and writes, publishing) go through [`call`] instead: the message is
+//! encoded once into a buffer of its exact size, leaves with its HEADERS in
+//! one write, and the answer is decoded from the frame it came in. Errors
+//! come back as tonic would give them: the component's `grpc-status` (with
+//! its details), or the transport's error as a `Status`.
+
+use std::future::poll_fn;
+use std::marker::PhantomData;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, TE};
+use http::{HeaderMap, HeaderValue};
+use prost::Message;
+use tonic::{Code, Status};
+
+use super::channel::UdsChannel;
+
+/// A unary rpc of a component service: its path, request and reply types.
+pub struct Method<Request, Reply> {
+    path: &'static str,
+    types: PhantomData<fn(Request) -> Reply>,
+}
+
+impl<Request, Reply> Method<Request, Reply> {
+    const fn new(path: &'static str) -> Self {
+        Self {
+            path,
+            types: PhantomData,
+        }
+    }
+
+    /// `/<package>.<Service>/<Method>`.
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+}
+
+/// The rpcs the gateway makes through [`call`].
+pub mod methods {
+    use super::Method;
+    use outrigger_proto::components as pb;
+
+    /// `StateStore/Get`.
+    pub const STATE_GET: Method<pb::GetRequest, pb::GetResponse> =
+        Method::new("/dapr.proto.components.v1.StateStore/Get");
+    /// `StateStore/Set`.
+    pub const STATE_SET: Method<pb::SetRequest, pb::SetResponse> =
+        Method::new("/dapr.proto.components.v1.StateStore/Set");
+    /// `StateStore/Delete`.
+    pub const STATE_DELETE: Method<pb::DeleteRequest, pb::DeleteResponse> =
+        Method::new("/dapr.proto.components.v1.StateStore/Delete");
+    /// `StateStore/BulkGet`.
+    pub const STATE_BULK_GET: Method<pb::BulkGetRequest, pb::BulkGetResponse> =
+        Method::new("/dapr.proto.components.v1.StateStore/BulkGet");
+    /// `StateStore/BulkSet`.
+    pub const STATE_BULK_SET: Method<pb::BulkSetRequest, pb::BulkSetResponse> =
+        Method::new("/dapr.proto.components.v1.StateStore/BulkSet");
+    /// `TransactionalStateStore/Transact`.
+    pub const STATE_TRANSACT: Method<
+        pb::TransactionalStateRequest,
+        pb::TransactionalStateResponse,
+    > = Method::new("/dapr.proto.components.v1.TransactionalStateStore/Transact");
+    /// `PubSub/Publish`.
+    pub const PUBLISH: Method<pb::PublishRequest, pb::PublishResponse> =
+        Method::new("/dapr.proto.components.v1.PubSub/Publish");
+}
+
+/// The five bytes before each gRPC message: a compression flag and the
+/// message's length.
+const PREFIX: usize = 5;
+
+/// The largest answer accepted, as tonic's clients default to (4 MiB).
+const MAX_REPLY: usize = 4 * 1024 * 1024;
+
+/// Call `method` on `channel` with `request`, naming the component
+/// `instance` (`x-component-instance`) and carrying the current trace
+/// context.
+pub async fn call<Request: Message, Reply: Message + Default>(
+    channel: &UdsChannel,
+    instance: &HeaderValue,
+    method: &Method<Request, Reply>,
+    request: Request,
+) -> Result<tonic::Response<Reply>, Status> {
+    let body = encode(&request)?;
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(TE, HeaderValue::from_static("trailers"));
+    headers.insert(super::channel::INSTANCE_HEADER, instance.clone());
+    crate::telemetry::propagation::inject_http(&opentelemetry::Context::current(), &mut headers);
+    let (status, headers, recv) = channel
+        .send_unary(method.path, headers, body)
+        .await
+        .map_err(Status::from_error)?;
+    answer(status, headers, recv).await
+}
+
+/// `request` with its prefix, in a buffer of exactly its size.
+fn encode(request: &impl Message) -> Result<Bytes, Status> {
+    let len = request.encoded_len();
+    let prefix = u32::try_from(len)
+        .map_err(|_| Status::out_of_range(format!("a {len}-byte message is too large for gRPC")))?;
+    let mut buf = BytesMut::with_capacity(PREFIX + len);
+    buf.put_u8(0);
+    buf.put_u32(prefix);
+    request
+        .encode(&mut buf)
+        .map_err(|e| Status::internal(format!("encoding the request failed: {e}")))?;
+    Ok(buf.freeze())
+}
+
+/// The reply in an answer, or the status it ended with.
+async fn answer<Reply: Message + Default>(
+    status: http::StatusCode,
+    headers: HeaderMap,
+    mut recv: h2::RecvStream,
+) -> Result<tonic::Response<Reply>, Status> {
+    // A component that fails a call at once answers with headers only
+    // ("trailers-only"), the status among them.
+    if let Some(failed) = Status::from_header_map(&headers).filter(|s| s.code() != Code::Ok) {
+        return Err(failed);
+    }
+    if status != http::StatusCode::OK {
+        return Err(http_status(status));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
+    while let Some(data) = poll_fn(|cx| recv.poll_data(cx)).await {
+        let data = data.map_err(h2_status)?;
+        let _ = recv.flow_control().release_capacity(data.len());
+        match &first {
+            None => first = Some(data),
+            Some(_) => more.extend_from_slice(&data),
+        }
+    }
+    let trailers = poll_fn(|cx| recv.poll_trailers(cx))
+        .await
+        .map_err(h2_status)?;
+    match trailers.as_ref().and_then(Status::from_header_map) {
+        Some(ended) if ended.code() == Code::Ok => {}
+        Some(failed) => return Err(failed),
+        None if headers.contains_key("grpc-status") => {}
+        None => {
+            return Err(Status::unknown(
+                "the component's answer ended without a grpc-status",
+            ));
+        }
+    }
+    let message = match first {
+        Some(first) if more.is_empty() => first,
+        Some(first) => {
+            let mut whole = BytesMut::with_capacity(first.len() + more.len());
+            whole.extend_from_slice(&first);
+            whole.extend_from_slice(&more);
+            whole.freeze()
+        }
+        None => return Err(Status::internal("Missing response message.")),
+    };
+    let reply = decode(&message)?;
+    Ok(tonic::Response::from_parts(
+        tonic::metadata::MetadataMap::from_headers(headers),
+        reply,
+        http::Extensions::default(),
+    ))
+}
+
+/// The one message of a unary answer's body.
+fn decode<Reply: Message + Default>(body: &[u8]) -> Result<Reply, Status> {
+    let Some((prefix, rest)) = body.split_first_chunk::<PREFIX>() else {
+        return Err(Status::internal(format!(
+            "the component's answer is {} bytes, too short for a gRPC message",
+            body.len()
+        )));
+    };
+    let [flag, length @ ..] = *prefix;
+    if flag != 0 {
+        return Err(Status::internal(format!(
+            "the component's answer is compressed (flag {flag}), which was not asked for"
+        )));
+    }
+    let len = u32::from_be_bytes(length) as usize;
+    if len > MAX_REPLY {
+        return Err(Status::out_of_range(format!(
+            "Error, decoded message length too large: found {len} bytes, the limit is: {MAX_REPLY} bytes"
+        )));
+    }
+    let Some(message) = rest.get(..len) else {
+        return Err(Status::internal(format!(
+            "the component's answer ended {} bytes into a {len}-byte message",
+            rest.len()
+        )));
+    };
+    Reply::decode(message)
+        .map_err(|e| Status::internal(format!("the component's answer does not decode: {e}")))
+}
+
+/// The status of an answer that is not HTTP 200, as gRPC maps them.
+fn http_status(status: http::StatusCode) -> Status {
+    let code = match status {
+        http::StatusCode::BAD_REQUEST => Code::Internal,
+        http::StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        http::StatusCode::FORBIDDEN => Code::PermissionDenied,
+        http::StatusCode::NOT_FOUND => Code::Unimplemented,
+        http::StatusCode::TOO_MANY_REQUESTS
+        | http::StatusCode::BAD_GATEWAY
+        | http::StatusCode::SERVICE_UNAVAILABLE
+        | http::StatusCode::GATEWAY_TIMEOUT => Code::Unavailable,
+        _ => Code::Unknown,
+    };
+    Status::new(code, format!("the component answered HTTP {status}"))
+}
+
+fn h2_status(err: h2::Error) -> Status {
+    Status::from_error(Box::new(err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outrigger_proto::components as pb;
+    use prost_types::FileDescriptorSet;
+
+    /// Each method's path names an rpc of our protos whose request and reply
+    /// types are the ones the constant declares.
+    #[test]
+    fn every_method_is_an_rpc_of_the_protos() {
+        fn check<Request, Reply>(set: &FileDescriptorSet, method: &Method<Request, Reply>) {
+            let short = |name: &str| name.rsplit(['.', ':']).next().unwrap_or("").to_owned();
+            let (service, rpc) = method.path()[1..].split_once('/').expect("a path");
+            let (package, service) = service.rsplit_once('.').expect("a package");
+            let found = set
+                .file
+                .iter()
+                .filter(|file| file.package() == package)
+                .flat_map(|file| &file.service)
+                .filter(|s| s.name() == service)
+                .flat_map(|s| &s.method)
+                .find(|m| m.name() == rpc)
+                .unwrap_or_else(|| panic!("{} is not in the protos", method.path()));
+            assert_eq!(
+                short(found.input_type()),
+                short(std::any::type_name::<Request>()),
+                "{}",
+                method.path()
+            );
+            assert_eq!(
+                short(found.output_type()),
+                short(std::any::type_name::<Reply>()),
+                "{}",
+                method.path()
+            );
+        }
+        let set = FileDescriptorSet::decode(outrigger_proto::FILE_DESCRIPTOR_SET).expect("set");
+        check(&set, &methods::STATE_GET);
+        check(&set, &methods::STATE_SET);
+        check(&set, &methods::STATE_DELETE);
+        check(&set, &methods::STATE_BULK_GET);
+        check(&set, &methods::STATE_BULK_SET);
+        check(&set, &methods::STATE_TRANSACT);
+        check(&set, &methods::PUBLISH);
+    }
+
+    #[test]
+    fn a_message_encodes_with_its_prefix_and_decodes_back() {
+        let request = pb::GetRequest {
+            key: "k".into(),
+            ..Default::default()
+        };
+        let body = encode(&request).expect("encodes");
+        assert_eq!(body.len(), PREFIX + request.encoded_len());
+        assert_eq!(body[0], 0);
+        let back: pb::GetRequest = decode(&body).expect("decodes");
+        assert_eq!(back, request);
+    }
+
+    #[test]
+    fn bad_answers_are_errors_that_say_why() {
+        let short = decode::<pb::GetResponse>(&[0, 0, 0]).expect_err("too short");
+        assert_eq!(short.code(), Code::Internal);
+        assert!(short.message().contains("too short"), "{short:?}");
+        let compressed = decode::<pb::GetResponse>(&[1, 0, 0, 0, 0]).expect_err("compressed");
+        assert!(
+            compressed.message().contains("compressed"),
+            "{compressed:?}"
+        );
+        let cut = decode::<pb::GetResponse>(&[0, 0, 0, 0, 9, 1]).expect_err("cut short");
+        assert!(cut.message().contains("9-byte"), "{cut:?}");
+        let huge = decode::<pb::GetResponse>(&[0, 0xff, 0, 0, 0]).expect_err("too large");
+        assert_eq!(huge.code(), Code::OutOfRange);
+        let garbage = decode::<pb::GetResponse>(&[0, 0, 0, 0, 2, 0xff, 0xff]).expect_err("bad");
+        assert!(garbage.message().contains("does not decode"), "{garbage:?}");
+        assert_eq!(
+            http_status(http::StatusCode::NOT_FOUND).code(),
+            Code::Unimplemented
+        );
+        assert_eq!(
+            http_status(http::StatusCode::SERVICE_UNAVAILABLE).code(),
+            Code::Unavailable
+        );
+    }
+}
