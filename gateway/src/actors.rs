@@ -399,13 +399,18 @@ impl Actors {
         address: &str,
         actor_type: &str,
     ) -> Result<Vec<String>, tonic::Status> {
-        let channel = self.invoke.peer_channel(resolve(address).await?)?;
-        let reply = internal_pb::gateway_invoke_client::GatewayInvokeClient::new(channel)
-            .list_actors(self.invoke.peer_request(internal_pb::ListActorsCall {
-                actor_type: actor_type.to_owned(),
-            }))
+        let call = internal_pb::ListActorsCall {
+            actor_type: actor_type.to_owned(),
+        };
+        let reply = self
+            .invoke
+            .call_peer_rpc(
+                resolve(address).await?,
+                &crate::components::unary::methods::PEER_LIST_ACTORS,
+                call,
+            )
             .await?;
-        Ok(reply.into_inner().actor_ids)
+        Ok(reply.actor_ids)
     }
 
     /// For the metadata API.

@@ -15,6 +15,7 @@ use super::{
     Actors, FORWARDED_ERROR, FORWARDED_GRPC_CODE, REENTRANCY_HEADER, ROUTE_CACHE, check, placement,
     store_error,
 };
+use crate::components::unary::methods;
 use crate::error::{ApiError, codes};
 use crate::runtime::invoke::Reply;
 
@@ -266,19 +267,18 @@ impl Actors {
                 HashMap::new(),
             ),
         };
-        let channel = self.invoke.peer_channel(addr)?;
-        let request = self.invoke.peer_request(internal_pb::ActorCall {
+        let call = internal_pb::ActorCall {
             actor_type: actor_type.to_owned(),
             actor_id: id.to_owned(),
             kind: kind as i32,
             name,
             body,
             headers,
-        });
-        let reply = internal_pb::gateway_invoke_client::GatewayInvokeClient::new(channel)
-            .call_actor(request)
-            .await?
-            .into_inner();
+        };
+        let reply = self
+            .invoke
+            .call_peer_rpc(addr, &methods::PEER_CALL_ACTOR, call)
+            .await?;
         let status = u16::try_from(reply.status).unwrap_or(500);
         Ok(Reply {
             status,

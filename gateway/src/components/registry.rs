@@ -137,7 +137,9 @@ impl Component {
         Request: prost::Message,
         Reply: prost::Message + Default,
     {
-        super::unary::call(&self.channel, &self.instance.header(), method, request).await
+        let mut headers = http::HeaderMap::with_capacity(4);
+        headers.insert(channel::INSTANCE_HEADER, self.instance.header());
+        super::unary::call(&self.channel, headers, method, request).await
     }
 
     /// State client.

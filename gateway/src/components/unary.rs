@@ -47,6 +47,7 @@ impl<Request, Reply> Method<Request, Reply> {
 pub mod methods {
     use super::Method;
     use outrigger_proto::components as pb;
+    use outrigger_proto::outrigger::internal::v1 as peer;
 
     /// `StateStore/Get`.
     pub const STATE_GET: Method<pb::GetRequest, pb::GetResponse> =
@@ -71,6 +72,15 @@ pub mod methods {
     /// `PubSub/Publish`.
     pub const PUBLISH: Method<pb::PublishRequest, pb::PublishResponse> =
         Method::new("/dapr.proto.components.v1.PubSub/Publish");
+    /// Between gateways: `GatewayInvoke/CallLocal`.
+    pub const PEER_CALL_LOCAL: Method<peer::LocalCall, peer::LocalReply> =
+        Method::new("/outrigger.internal.v1.GatewayInvoke/CallLocal");
+    /// Between gateways: `GatewayInvoke/CallActor`.
+    pub const PEER_CALL_ACTOR: Method<peer::ActorCall, peer::ActorReply> =
+        Method::new("/outrigger.internal.v1.GatewayInvoke/CallActor");
+    /// Between gateways: `GatewayInvoke/ListActors`.
+    pub const PEER_LIST_ACTORS: Method<peer::ListActorsCall, peer::ListActorsReply> =
+        Method::new("/outrigger.internal.v1.GatewayInvoke/ListActors");
 }
 
 /// The five bytes before each gRPC message: a compression flag and the
@@ -80,20 +90,18 @@ const PREFIX: usize = 5;
 /// The largest answer accepted, as tonic's clients default to (4 MiB).
 const MAX_REPLY: usize = 4 * 1024 * 1024;
 
-/// Call `method` on `channel` with `request`, naming the component
-/// `instance` (`x-component-instance`) and carrying the current trace
-/// context.
+/// Call `method` on `channel` with `request` and `headers` (the component's
+/// `x-component-instance`, or a peer gateway's token), carrying the current
+/// trace context.
 pub async fn call<Request: Message, Reply: Message + Default>(
     channel: &UdsChannel,
-    instance: &HeaderValue,
+    mut headers: HeaderMap,
     method: &Method<Request, Reply>,
     request: Request,
 ) -> Result<tonic::Response<Reply>, Status> {
     let body = encode(&request)?;
-    let mut headers = HeaderMap::with_capacity(4);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
-    headers.insert(super::channel::INSTANCE_HEADER, instance.clone());
     crate::telemetry::propagation::inject_http(&opentelemetry::Context::current(), &mut headers);
     let (status, headers, recv) = channel
         .send_unary(method.path, headers, body)
@@ -265,6 +273,9 @@ mod tests {
         check(&set, &methods::STATE_BULK_SET);
         check(&set, &methods::STATE_TRANSACT);
         check(&set, &methods::PUBLISH);
+        check(&set, &methods::PEER_CALL_LOCAL);
+        check(&set, &methods::PEER_CALL_ACTOR);
+        check(&set, &methods::PEER_LIST_ACTORS);
     }
 
     #[test]

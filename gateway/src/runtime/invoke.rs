@@ -23,6 +23,7 @@ use outrigger_proto::outrigger::internal::v1 as pb;
 
 use crate::access_control::{Caller, Security};
 use crate::app_channel::App;
+use crate::components::unary;
 use crate::error::{ApiError, codes};
 use crate::nameresolution::Resolver;
 use crate::resiliency::{Attempt, Resiliency, ResiliencyError, TargetPolicy};
@@ -96,7 +97,7 @@ pub struct InvokeApi {
     app_id: String,
     app: Option<App>,
     names: Option<Resolver>,
-    token: Option<tonic::metadata::AsciiMetadataValue>,
+    token: Option<http::HeaderValue>,
     peers: Arc<Mutex<HashMap<SocketAddr, crate::components::channel::UdsChannel>>>,
     app_grpc: Option<SocketAddr>,
     resiliency: Arc<OnceLock<Resiliency>>,
@@ -123,7 +124,7 @@ impl InvokeApi {
             app_id,
             app,
             names,
-            token: token.and_then(|t| tonic::metadata::AsciiMetadataValue::try_from(t).ok()),
+            token: token.and_then(|t| http::HeaderValue::try_from(t).ok()),
             peers: Arc::new(Mutex::new(HashMap::new())),
             security: Arc::default(),
             resiliency: Arc::new(OnceLock::new()),
@@ -344,17 +345,26 @@ impl InvokeApi {
         })
     }
 
-    /// A request to a peer gateway, carrying this gateway's token and the
-    /// current trace context.
-    pub(crate) fn peer_request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
+    /// Call `method` of the peer gateway at `addr` with `message`, carrying
+    /// this gateway's token and the current trace context.
+    pub(crate) async fn call_peer_rpc<Request, Reply>(
+        &self,
+        addr: SocketAddr,
+        method: &unary::Method<Request, Reply>,
+        message: Request,
+    ) -> Result<Reply, tonic::Status>
+    where
+        Request: prost::Message,
+        Reply: prost::Message + Default,
+    {
+        let channel = self.peer_channel(addr)?;
+        let mut headers = http::HeaderMap::with_capacity(4);
         if let Some(token) = &self.token {
-            request
-                .metadata_mut()
-                .insert(crate::api::http::TOKEN_HEADER, token.clone());
+            headers.insert(crate::api::http::TOKEN_HEADER, token.clone());
         }
-        crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
-        request
+        Ok(unary::call(&channel, headers, method, message)
+            .await?
+            .into_inner())
     }
 
     async fn call_peer(
@@ -363,8 +373,7 @@ impl InvokeApi {
         app_id: &str,
         call: &Call,
     ) -> Result<Reply, tonic::Status> {
-        let channel = self.peer_channel(addr)?;
-        let mut request = tonic::Request::new(pb::LocalCall {
+        let message = pb::LocalCall {
             app_id: app_id.to_owned(),
             method: call.method.clone(),
             verb: call.verb.clone(),
@@ -382,17 +391,10 @@ impl InvokeApi {
                 .get()
                 .map(|s| s.identity.trust_domain.clone())
                 .unwrap_or_default(),
-        });
-        if let Some(token) = &self.token {
-            request
-                .metadata_mut()
-                .insert(crate::api::http::TOKEN_HEADER, token.clone());
-        }
-        crate::telemetry::propagation::inject_current_grpc(request.metadata_mut());
-        let reply = pb::gateway_invoke_client::GatewayInvokeClient::new(channel)
-            .call_local(request)
-            .await?
-            .into_inner();
+        };
+        let reply = self
+            .call_peer_rpc(addr, &unary::methods::PEER_CALL_LOCAL, message)
+            .await?;
         Ok(Reply {
             status: u16::try_from(reply.status).unwrap_or(500),
             headers: reply.headers.into_iter().collect(),
