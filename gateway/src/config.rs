@@ -76,9 +76,10 @@ pub struct GatewayArgs {
     /// A Dapr `Configuration` YAML file.
     #[arg(long = "config")]
     pub config: Option<PathBuf>,
-    /// Log level: trace, debug, info, warn, error. From `debug` on, every
-    /// API call also has a span (route, building block, operation) that its
-    /// log lines carry.
+    /// Log level: debug, info, warn, error (`trace` is accepted; release
+    /// builds compile trace events out). From `debug` on, every API call
+    /// also has a span (route, building block, operation) that its log
+    /// lines carry.
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
     /// Threads that serve requests (Outrigger's own flag). One is fastest

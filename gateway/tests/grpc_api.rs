@@ -178,3 +178,36 @@ async fn token_is_required_on_grpc() {
     let meta = c.get_metadata(request).await.unwrap().into_inner();
     assert_eq!(meta.id, "test-app");
 }
+
+/// The gateway enforces a call's `grpc-timeout` itself: a deadline that
+/// has passed answers `DEADLINE_EXCEEDED` naming it, and a generous one
+/// changes nothing. The client here is the gateway's own channel, which
+/// (unlike tonic's transport) does not enforce the deadline on its side.
+#[tokio::test]
+async fn grpc_timeout_is_enforced_by_the_gateway() {
+    let stack = Stack::start(None).await;
+    let mut c = DaprClient::new(outrigger::components::channel::lazy_tcp(
+        stack.gateway.grpc_addr,
+    ));
+    let get = |timeout: std::time::Duration| {
+        let mut request = tonic::Request::new(pb::GetStateRequest {
+            store_name: "statestore".into(),
+            key: "k".into(),
+            ..Default::default()
+        });
+        request.set_timeout(timeout);
+        request
+    };
+    let expired = c
+        .get_state(get(std::time::Duration::from_nanos(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(expired.code(), Code::DeadlineExceeded, "{expired:?}");
+    assert!(expired.message().contains("grpc-timeout"), "{expired:?}");
+    let answered = c
+        .get_state(get(std::time::Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answered.data.is_empty(), "{answered:?}");
+}
