@@ -8,7 +8,9 @@ mod support;
 use outrigger_proto::common as common_pb;
 use outrigger_proto::runtime as pb;
 use pb::dapr_client::DaprClient;
+use std::time::{Duration, Instant};
 use support::Stack;
+
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -179,35 +181,43 @@ async fn token_is_required_on_grpc() {
     assert_eq!(meta.id, "test-app");
 }
 
-/// The gateway enforces a call's `grpc-timeout` itself: a deadline that
-/// has passed answers `DEADLINE_EXCEEDED` naming it, and a generous one
-/// changes nothing. The client here is the gateway's own channel, which
-/// (unlike tonic's transport) does not enforce the deadline on its side.
+/// The gateway enforces a call's `grpc-timeout` itself: a call still
+/// running at its deadline answers `DEADLINE_EXCEEDED` naming it, then and
+/// not when the component finally answers; a generous deadline changes
+/// nothing. The client here is the gateway's own channel, which (unlike
+/// tonic's transport) does not enforce the deadline on its side.
 #[tokio::test]
 async fn grpc_timeout_is_enforced_by_the_gateway() {
     let stack = Stack::start(None).await;
     let mut c = DaprClient::new(outrigger::components::channel::lazy_tcp(
         stack.gateway.grpc_addr,
     ));
-    let get = |timeout: std::time::Duration| {
-        let mut request = tonic::Request::new(pb::GetStateRequest {
-            store_name: "statestore".into(),
-            key: "k".into(),
-            ..Default::default()
+    let slow = |timeout: Duration| {
+        let mut request = tonic::Request::new(pb::InvokeBindingRequest {
+            name: "echo".into(),
+            data: b"late".to_vec(),
+            metadata: [("sleepMs".to_owned(), "3000".to_owned())].into(),
+            operation: "create".into(),
         });
         request.set_timeout(timeout);
         request
     };
+    let started = Instant::now();
     let expired = c
-        .get_state(get(std::time::Duration::from_nanos(1)))
+        .invoke_binding(slow(Duration::from_millis(200)))
         .await
         .unwrap_err();
     assert_eq!(expired.code(), Code::DeadlineExceeded, "{expired:?}");
     assert!(expired.message().contains("grpc-timeout"), "{expired:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let answered = c
-        .get_state(get(std::time::Duration::from_secs(30)))
+        .invoke_binding(slow(Duration::from_secs(30)))
         .await
         .unwrap()
         .into_inner();
-    assert!(answered.data.is_empty(), "{answered:?}");
+    assert_eq!(answered.data, b"late");
 }

@@ -50,7 +50,8 @@ impl SecretStore for Vault {
     }
 }
 
-/// An output binding that echoes `data` for `create` and checks it got its secret.
+/// An output binding that echoes `data` for `create` and checks it got its
+/// secret; with a `sleepMs` metadata value it answers that much later.
 pub struct Echo {
     password: std::sync::Mutex<String>,
 }
@@ -65,6 +66,12 @@ impl OutputBinding for Echo {
         vec!["create".into()]
     }
     async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, ComponentError> {
+        if let Some(ms) = request.metadata.get("sleepMs") {
+            let ms = ms
+                .parse()
+                .map_err(|_| ComponentError::invalid_argument("sleepMs", "not a number"))?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         Ok(InvokeResponse {
             data: request.data,
             metadata: HashMap::from([(
