@@ -226,7 +226,9 @@ async fn answer(
     mut respond: h2::server::SendResponse<Bytes>,
     services: Arc<Services>,
 ) {
-    let call = services.call(request.map(RecvBody::new));
+    // Boxed: the call's future has room for any service's call and is
+    // several kilobytes; inline, spawning this task would copy it twice.
+    let call = Box::pin(services.call(request.map(RecvBody::new)));
     // A caller that resets the stream cancels the call.
     let response = tokio::select! {
         response = call => response,
