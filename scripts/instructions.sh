@@ -7,6 +7,8 @@
 #   scripts/instructions.sh state      # HTTP GET /v1.0/state/{store}/{key}
 #   scripts/instructions.sh grpc       # gRPC Dapr/GetState
 #   scripts/instructions.sh actor      # HTTP PUT /v1.0/actors/{type}/{id}/method/{m}, warm ids
+#   scripts/instructions.sh invoke     # HTTP POST /v1.0/invoke/callee/method/echo: the calling gateway
+#   scripts/instructions.sh invoked    # the same call: the called gateway, in front of the app
 #
 # The gateway (release build) runs under callgrind in front of outrigger-local
 # (and, for the actor row, the actors benchmark's app). Python's http.client
@@ -20,14 +22,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/outrigger-target}"
-[ $# -gt 0 ] || set -- state grpc actor
+[ $# -gt 0 ] || set -- state grpc actor invoke invoked
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 PROFILE="${PROFILE:-release}"
 cargo build --profile "$PROFILE" -q -p outrigger -p outrigger-local
-cargo bench -q -p outrigger --bench actors --no-run 2>/dev/null
+cargo bench -q -p outrigger --bench actors --bench invoke --no-run 2>/dev/null
 BIN="$CARGO_TARGET_DIR/$PROFILE"
 ACTORS_BENCH=$(ls -t "$CARGO_TARGET_DIR"/release/deps/actors-* | grep -v '\.d$' | head -1)
+INVOKE_BENCH=$(ls -t "$CARGO_TARGET_DIR"/release/deps/invoke-* | grep -v '\.d$' | head -1)
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -58,6 +61,27 @@ PIDS+=($!)
 APP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 OUTRIGGER_BENCH_ACTOR_APP_PORT=$APP_PORT "$ACTORS_BENCH" --bench >"$WORK/app.log" 2>&1 &
 PIDS+=($!)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# For the invoke rows: the invoke benchmark's echo app, and a second gateway
+# (`peer`) sharing the gateways' registry folder. For `invoke` the gateway
+# counted calls `peer`, which fronts the echo app; for `invoked` the counted
+# gateway fronts the echo app and `peer` calls it.
+ECHO_PORT=$(free_port)
+OUTRIGGER_BENCH_APP_PORT=$ECHO_PORT "$INVOKE_BENCH" --bench >"$WORK/echo.log" 2>&1 &
+PIDS+=($!)
+mkdir -p "$WORK/empty" "$WORK/registry"
+PEER_PORT=$(free_port)
+peer() { # app-id [app-port]
+  "$BIN/outrigger" --app-id "$1" ${2:+--app-port "$2"} --dapr-http-port "$PEER_PORT" \
+    --dapr-grpc-port "$(free_port)" --metrics-port 0 --resources-path "$WORK/empty" \
+    --registry-folder "$WORK/registry" >"$WORK/peer.log" 2>&1 &
+  PEER=$!
+  PIDS+=($PEER)
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$PEER_PORT/v1.0/healthz" && return
+    sleep 0.1
+  done
+}
 HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 GRPC_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
@@ -78,6 +102,13 @@ def call(method, path, body=None):
     c.request(method, path, body=body, headers={"content-type": "application/json"})
     r = c.getresponse(); r.read()
     return r.status
+if row in ("invoke", "invoked"):
+    path = "/v1.0/invoke/callee/method/echo"
+    if row == "invoked":
+        c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[5]))
+    for _ in range(n):
+        assert call("POST", path, b'{"order":42}') == 200
+    sys.exit(0)
 if row == "state":
     assert call("POST", "/v1.0/state/statestore", b'[{"key":"k","value":"hello"}]') == 204
     for _ in range(n):
@@ -91,18 +122,26 @@ EOF
 
 # The gateway's instruction count for `n` requests of `row`.
 count() {
-  local row=$1 n=$2 out="$WORK/callgrind.$1.$2"
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN/outrigger" --app-id bench \
-    --app-port "$APP_PORT" --dapr-http-port "$HTTP_PORT" --dapr-grpc-port "$GRPC_PORT" --metrics-port 0 \
-    --resources-path "$WORK/resources" >"$WORK/gateway.$row.$n.log" 2>&1 &
+  local row=$1 n=$2 out="$WORK/callgrind.$1.$2" app_id=bench app_port=$APP_PORT
+  case $row in
+    invoke) peer callee "$ECHO_PORT"; app_id=caller; app_port= ;;
+    invoked) peer caller; app_id=callee; app_port=$ECHO_PORT ;;
+  esac
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN/outrigger" --app-id "$app_id" \
+    ${app_port:+--app-port "$app_port"} --dapr-http-port "$HTTP_PORT" --dapr-grpc-port "$GRPC_PORT" --metrics-port 0 \
+    --resources-path "$WORK/resources" --registry-folder "$WORK/registry" >"$WORK/gateway.$row.$n.log" 2>&1 &
   local gw=$!
   for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/v1.0/metadata" | grep -q '"hostReady":true' && break
+    case $row in
+      invoke*) curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/v1.0/healthz/outbound" && break ;;
+      *) curl -sf "http://127.0.0.1:$HTTP_PORT/v1.0/metadata" | grep -q '"hostReady":true' && break ;;
+    esac
     sleep 0.2
   done
-  "${OUTRIGGER_PYTHON:-$HOME/.cache/outrigger/venv/bin/python}" "$WORK/client.py" "$row" "$HTTP_PORT" "$n" "$GRPC_PORT"
+  "${OUTRIGGER_PYTHON:-$HOME/.cache/outrigger/venv/bin/python}" "$WORK/client.py" "$row" "$HTTP_PORT" "$n" "$GRPC_PORT" "$PEER_PORT"
   kill -INT "$gw"
   wait "$gw" || true
+  if [ -n "${PEER:-}" ]; then kill -INT "$PEER"; wait "$PEER" || true; PEER=; fi
   [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP"; cp "$out" "$KEEP/"; }
   awk '/^summary:/ {print $2}' "$out"
 }

@@ -8,11 +8,14 @@
 //! then measures state set/get through the gateway's HTTP and gRPC APIs and
 //! straight to the component socket, sequentially (latency) and with 16
 //! concurrent clients (throughput). It also reports the gateway's idle RSS
-//! and the time from exec to a healthy `/v1.0/healthz/outbound`.
+//! and the time from exec to a healthy `/v1.0/healthz/outbound`. Then it
+//! runs again with every process on one vCPU (`support/one_cpu.rs` says
+//! why).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support {
     pub(crate) mod gateway_cmd;
+    pub(crate) mod one_cpu;
     pub(crate) mod pingpong;
     pub(crate) mod proc;
     pub(crate) mod sql;
@@ -462,7 +465,8 @@ async fn main() {
         .await
         .unwrap();
     println!(
-        "gateway benchmark: {n} sequential ops per row, then {n} ops over 16 concurrent clients"
+        "gateway benchmark, {}: {n} sequential ops per row, then {n} ops over 16 concurrent clients",
+        support::one_cpu::label()
     );
     println!(
         "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs before the rows, {:.1} µs after",
@@ -503,4 +507,5 @@ async fn main() {
     }
     let _ = gateway.kill().await;
     let _ = components.kill().await;
+    support::one_cpu::run_pass().await;
 }

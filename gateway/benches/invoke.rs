@@ -10,11 +10,13 @@
 //! several concurrencies, either straight to the app over loopback HTTP or
 //! to `caller`'s `/v1.0/invoke/callee/method/echo`. It prints p50/p99
 //! latency and throughput per concurrency, and the p50 added by the two
-//! gateways.
+//! gateways. Then it runs again with every process on one vCPU
+//! (`support/one_cpu.rs` says why).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support {
     pub(crate) mod gateway_cmd;
+    pub(crate) mod one_cpu;
     pub(crate) mod pingpong;
     pub(crate) mod proc;
 }
@@ -191,7 +193,8 @@ async fn main() {
     let direct = format!("http://127.0.0.1:{app_port}/echo");
     let through = format!("http://127.0.0.1:{caller_port}/v1.0/invoke/callee/method/echo");
     println!(
-        "invoke benchmark: {n} POSTs of {} bytes per row; app → app directly vs app → caller gateway → callee gateway → app",
+        "invoke benchmark, {}: {n} POSTs of {} bytes per row; app → app directly vs app → caller gateway → callee gateway → app",
+        support::one_cpu::label(),
         BODY.len()
     );
     println!(
@@ -222,23 +225,27 @@ async fn main() {
     let d = measure(&client, &direct, n, 1).await;
     let before = cpu();
     let one = measure(&client, &own, n, 1).await;
-    let one_cpu = cpu().saturating_sub(before) / n as u32;
+    let one_gw_cpu = cpu().saturating_sub(before) / n as u32;
     let before = cpu();
+    let caller_before = support::proc::cpu_time(pids[0]);
     let two = measure(&client, &through, n, 1).await;
     let two_cpu = cpu().saturating_sub(before) / n as u32;
+    let caller_cpu = support::proc::cpu_time(pids[0]).saturating_sub(caller_before) / n as u32;
     let floor = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
         .await
         .unwrap();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "\none client, p50: direct {:.1} µs; one gateway (own app) {:.1} µs (+{:.1}, gateway CPU {:.1} µs/call); two gateways {:.1} µs (+{:.1}, gateways' CPU {:.1} µs/call)",
+        "\none client, p50: direct {:.1} µs; one gateway (own app) {:.1} µs (+{:.1}, gateway CPU {:.1} µs/call); two gateways {:.1} µs (+{:.1}, gateways' CPU {:.1} µs/call: caller {:.1}, callee {:.1})",
         us(d.p50),
         us(one.p50),
         us(one.p50) - us(d.p50),
-        us(one_cpu),
+        us(one_gw_cpu),
         us(two.p50),
         us(two.p50) - us(d.p50),
         us(two_cpu),
+        us(caller_cpu),
+        us(two_cpu.saturating_sub(caller_cpu)),
     );
     println!(
         "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs; two gateways add {:.2}x that",
@@ -248,4 +255,5 @@ async fn main() {
     let _ = caller.kill().await;
     let _ = callee.kill().await;
     let _ = app.kill().await;
+    support::one_cpu::run_pass().await;
 }
