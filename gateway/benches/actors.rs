@@ -370,7 +370,7 @@ async fn main() {
     };
     let started = Instant::now();
     // The floor first, while nothing else of the benchmark runs.
-    let floor = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
+    let floor = tokio::task::spawn_blocking(move || support::pingpong::Floors::measure(n))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -424,8 +424,8 @@ async fn main() {
         reminders / 5
     );
     println!(
-        "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs",
-        us(floor)
+        "machine floor: one round trip to another process over a Unix socket, p50 {}",
+        floor.describe()
     );
     println!(
         "CPU columns: µs per call, user + system from /proc; GW = the gateway, all = client + gateway + app + components (not the PostgreSQL server)"
@@ -486,13 +486,13 @@ async fn main() {
         println!("\n(PostgreSQL rows skipped: set OUTRIGGER_POSTGRES_URL=postgres://... for them)");
     }
 
-    let floor_after = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
+    let floor_after = tokio::task::spawn_blocking(move || support::pingpong::Floors::measure(n))
         .await
         .unwrap();
     println!(
-        "\nmachine floor after the rows: p50 {:.1} µs (before: {:.1} µs)",
-        us(floor_after),
-        us(floor)
+        "\nmachine floor after the rows: p50 {} (before: {})",
+        floor_after.describe(),
+        floor.describe()
     );
     let app_best = direct.values().map(|s| s.ops).fold(0f64, f64::max);
     for s in &summaries {

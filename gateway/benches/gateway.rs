@@ -317,7 +317,7 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 2_000 } else { 10_000 };
     // The floor first, while nothing else of the benchmark runs.
-    let floor = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
+    let floor = tokio::task::spawn_blocking(move || support::pingpong::Floors::measure(n))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -461,7 +461,7 @@ async fn main() {
         support::sql::postgres_direct(n, url, &mut rows).await;
     }
 
-    let floor_after = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
+    let floor_after = tokio::task::spawn_blocking(move || support::pingpong::Floors::measure(n))
         .await
         .unwrap();
     println!(
@@ -469,9 +469,9 @@ async fn main() {
         support::one_cpu::label()
     );
     println!(
-        "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs before the rows, {:.1} µs after",
-        floor.as_secs_f64() * 1e6,
-        floor_after.as_secs_f64() * 1e6
+        "machine floor: one round trip to another process over a Unix socket, p50 {} before the rows; {} after",
+        floor.describe(),
+        floor_after.describe()
     );
     println!(
         "gateway ready in {:.1} ms after exec; idle RSS {:.1} MiB",
@@ -492,16 +492,18 @@ async fn main() {
     let hop =
         |i: usize| (rows.get[i].1.p50.as_secs_f64() - rows.get[i - 1].1.p50.as_secs_f64()) * 1e6;
     println!(
-        "\ngateway hop (p50 get, gRPC through gateway minus direct): memory {:.1} µs, sqlite {:.1} µs",
+        "\ngateway hop (p50 get through the gateway minus direct): memory gRPC {:.1} µs, HTTP {:.1} µs; sqlite gRPC {:.1} µs, HTTP {:.1} µs",
         hop(1),
-        hop(4)
-    );
-    println!(
-        "memory hop / the machine's cross-process round trip (before the rows): {:.2}x",
-        hop(1) / (floor.as_secs_f64() * 1e6)
+        hop(2) + hop(1),
+        hop(4),
+        hop(5) + hop(4)
     );
     if pg_url.is_some() {
-        println!("gateway hop, postgres: {:.1} µs", hop(7));
+        println!(
+            "gateway hop, postgres: gRPC {:.1} µs, HTTP {:.1} µs",
+            hop(8),
+            hop(9) + hop(8)
+        );
     } else {
         println!("(set OUTRIGGER_POSTGRES_URL for the PostgreSQL rows)");
     }

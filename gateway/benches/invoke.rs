@@ -231,7 +231,7 @@ async fn main() {
     let two = measure(&client, &through, n, 1).await;
     let two_cpu = cpu().saturating_sub(before) / n as u32;
     let caller_cpu = support::proc::cpu_time(pids[0]).saturating_sub(caller_before) / n as u32;
-    let floor = tokio::task::spawn_blocking(move || support::pingpong::round_trip_p50(n))
+    let floor = tokio::task::spawn_blocking(move || support::pingpong::Floors::measure(n))
         .await
         .unwrap();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -248,9 +248,8 @@ async fn main() {
         us(two_cpu.saturating_sub(caller_cpu)),
     );
     println!(
-        "machine floor: one round trip to another process over a Unix socket, p50 {:.1} µs; two gateways add {:.2}x that",
-        us(floor),
-        (us(two.p50) - us(d.p50)) / us(floor)
+        "machine floor: one round trip to another process over a Unix socket, p50 {}",
+        floor.describe()
     );
     let _ = caller.kill().await;
     let _ = callee.kill().await;

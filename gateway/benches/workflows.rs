@@ -365,7 +365,7 @@ async fn bench() {
         }
     };
     let began = Instant::now();
-    let floor = tokio::task::spawn_blocking(|| support::pingpong::round_trip_p50(5_000))
+    let floor = tokio::task::spawn_blocking(|| support::pingpong::Floors::measure(5_000))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -402,9 +402,9 @@ async fn bench() {
         plan.cap.as_secs()
     );
     println!(
-        "machine: {} CPUs; floor (one round trip to another process over a Unix socket) p50 {:.1} µs",
+        "machine: {} CPUs; floor (one round trip to another process over a Unix socket) p50 {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        floor.as_secs_f64() * 1e6
+        floor.describe()
     );
 
     let mut summaries = Vec::new();

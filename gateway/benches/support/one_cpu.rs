@@ -10,7 +10,8 @@
 //! the processes. The pass under `taskset -c 0` puts every process of the
 //! run (benchmark, gateways, components, apps) on vCPU 0: wake-ups are
 //! cheap and equal for every row, and the difference between rows is the
-//! work each path does. Its throughput rows run on one vCPU, not two.
+//! work each path does. Its throughput rows run on one vCPU, not two, and
+//! a server the benchmark does not start (PostgreSQL) stays unpinned.
 
 /// The argument that marks the one-vCPU pass.
 const FLAG: &str = "--one-cpu";
