@@ -35,9 +35,21 @@ async fn app(name: &'static str) -> u16 {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
+                    // Every `x-tag` the app got, in order.
+                    let tags = headers
+                        .get_all("x-tag")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect::<Vec<_>>()
+                        .join(",");
                     (
                         StatusCode::CREATED,
-                        [("x-served-by", name)],
+                        axum::response::AppendHeaders([
+                            ("x-served-by", name.to_owned()),
+                            ("x-tags", tags),
+                            ("set-cookie", "a=1".to_owned()),
+                            ("set-cookie", "b=2".to_owned()),
+                        ]),
                         format!(
                             "{name} {method} {} {seen} {body}",
                             query.unwrap_or_default()
@@ -120,6 +132,20 @@ async fn two_gateways_invoke_each_other() {
     assert_eq!(body, "b PUT size=L tester hello");
     assert_eq!(headers["x-served-by"], "b");
     assert!(!stale.exists(), "the stale entry was removed");
+
+    // A header sent twice arrives twice, both ways, in order.
+    let (status, headers, _) = http(
+        &a,
+        Method::POST,
+        "/v1.0/invoke/app-b/method/echo",
+        &[("x-tag", "one"), ("x-tag", "two")],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(headers["x-tags"], "one,two");
+    let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
 
     // The callee's error status comes back unchanged.
     let (status, _, body) = http(&a, Method::POST, "/v1.0/invoke/app-b/method/fail", &[], "").await;

@@ -84,6 +84,19 @@ impl Attempt for Reply {
     }
 }
 
+/// `headers` as a call between gateways carries them (repeated, in order).
+pub(crate) fn wire_headers(headers: Vec<(String, String)>) -> Vec<pb::Header> {
+    headers
+        .into_iter()
+        .map(|(key, value)| pb::Header { key, value })
+        .collect()
+}
+
+/// The headers of a call between gateways, as pairs.
+pub(crate) fn pair_headers(headers: Vec<pb::Header>) -> Vec<(String, String)> {
+    headers.into_iter().map(|h| (h.key, h.value)).collect()
+}
+
 fn forwarded(headers: Vec<(String, String)>) -> Vec<(String, String)> {
     headers
         .into_iter()
@@ -378,7 +391,7 @@ impl InvokeApi {
             method: call.method.clone(),
             verb: call.verb.clone(),
             query: call.query.clone(),
-            headers: call.headers.iter().cloned().collect(),
+            headers: wire_headers(call.headers.clone()),
             body: call.body.clone(),
             caller_app_id: self.app_id.clone(),
             caller_namespace: self
@@ -397,7 +410,7 @@ impl InvokeApi {
             .await?;
         Ok(Reply {
             status: u16::try_from(reply.status).unwrap_or(500),
-            headers: reply.headers.into_iter().collect(),
+            headers: pair_headers(reply.headers),
             body: reply.body,
         })
     }
@@ -524,5 +537,48 @@ pub fn grpc_code_of(status: u16) -> tonic::Code {
         503 => Code::Unavailable,
         504 => Code::DeadlineExceeded,
         _ => Code::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use prost::Message;
+
+    use super::{pair_headers, pb, wire_headers};
+
+    /// `LocalReply` as gateways before repeated headers declared it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct MapReply {
+        #[prost(uint32, tag = "1")]
+        status: u32,
+        #[prost(map = "string, string", tag = "2")]
+        headers: HashMap<String, String>,
+        #[prost(bytes = "vec", tag = "3")]
+        body: Vec<u8>,
+    }
+
+    #[test]
+    fn repeated_headers_are_read_as_a_map_and_the_other_way_round() {
+        let pairs = vec![
+            ("content-type".to_owned(), "text/plain".to_owned()),
+            ("set-cookie".to_owned(), "a=1".to_owned()),
+        ];
+        let new = pb::LocalReply {
+            status: 201,
+            headers: wire_headers(pairs.clone()),
+            body: b"hi".to_vec(),
+        };
+        let old = MapReply::decode(new.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(old.status, 201);
+        assert_eq!(old.headers, pairs.iter().cloned().collect());
+        assert_eq!(old.body, b"hi");
+        let back = pb::LocalReply::decode(old.encode_to_vec().as_slice()).unwrap();
+        let mut seen = pair_headers(back.headers);
+        seen.sort();
+        assert_eq!(seen, pairs);
     }
 }

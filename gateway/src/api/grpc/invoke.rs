@@ -11,7 +11,7 @@ use outrigger_proto::runtime as pb;
 
 use crate::access_control::Caller;
 use crate::api::Runtime;
-use crate::runtime::invoke::{Call, grpc_code_of};
+use crate::runtime::invoke::{Call, grpc_code_of, pair_headers, wire_headers};
 use crate::telemetry::invoke as invoke_spans;
 use crate::telemetry::propagation;
 
@@ -122,7 +122,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
             method: r.method,
             verb: r.verb,
             query: r.query,
-            headers: r.headers.into_iter().collect(),
+            headers: pair_headers(r.headers),
             body: r.body,
         };
         self.rt.invoke.admit(caller.as_ref(), &call)?;
@@ -137,7 +137,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         crate::metrics::invocation::response_sent(app_id, caller_id, reply.status);
         Ok(Response::new(internal_pb::LocalReply {
             status: u32::from(reply.status),
-            headers: reply.headers.into_iter().collect(),
+            headers: wire_headers(reply.headers),
             body: reply.body,
         }))
     }
