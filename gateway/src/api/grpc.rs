@@ -23,6 +23,7 @@ mod pubsub;
 pub mod server;
 mod state;
 mod taskhub;
+mod unary;
 mod workflows;
 
 pub use invoke::GatewayInvokeService;

@@ -30,12 +30,15 @@ use tonic::server::NamedService;
 use tower::ServiceExt;
 
 use outrigger_proto::durabletask::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
-use outrigger_proto::outrigger::internal::v1::gateway_invoke_server::GatewayInvokeServer;
+use outrigger_proto::outrigger::internal::v1::gateway_invoke_server::{
+    GatewayInvoke as _, GatewayInvokeServer,
+};
 use outrigger_proto::runtime::dapr_server::DaprServer;
 
 use super::{DaprService, GatewayInvokeService, TaskHubService, proxy};
 use crate::Runtime;
 use crate::components::channel::{CONNECTION_WINDOW, RecvBody, WINDOW};
+use crate::components::unary;
 use crate::telemetry;
 
 /// The services the gRPC port serves, by the service name in a call's path.
@@ -43,9 +46,12 @@ use crate::telemetry;
 pub struct Services {
     dapr: DaprServer<DaprService>,
     peer: GatewayInvokeServer<GatewayInvokeService>,
+    /// The same service, for the calls answered without tonic's codec.
+    peer_service: GatewayInvokeService,
     taskhub: TaskHubSidecarServiceServer<TaskHubService>,
     runtime: Arc<Runtime>,
     proxy: proxy::ProxyClient,
+    limit: usize,
 }
 
 impl Services {
@@ -58,10 +64,12 @@ impl Services {
                 .max_decoding_message_size(limit),
             peer: GatewayInvokeServer::new(GatewayInvokeService::new(Arc::clone(runtime)))
                 .max_decoding_message_size(limit),
+            peer_service: GatewayInvokeService::new(Arc::clone(runtime)),
             taskhub: TaskHubSidecarServiceServer::new(TaskHubService::new(Arc::clone(runtime)))
                 .max_decoding_message_size(limit),
             runtime: Arc::clone(runtime),
             proxy: proxy::client(),
+            limit,
         }
     }
 
@@ -113,6 +121,19 @@ impl Services {
         match service {
             Some(DaprServer::<DaprService>::NAME) => {
                 answered(self.dapr.clone().oneshot(request).await)
+            }
+            // Every service invocation between gateways: past tonic's codec.
+            Some(GatewayInvokeServer::<GatewayInvokeService>::NAME)
+                if request.uri().path() == unary::methods::PEER_CALL_LOCAL.path() =>
+            {
+                let (service, peer) = (self.peer_service.clone(), self.peer.clone());
+                super::unary::serve(
+                    request,
+                    self.limit,
+                    |call| async move { service.call_local(call).await },
+                    |replayed| async move { answered(peer.oneshot(replayed).await) },
+                )
+                .await
             }
             Some(GatewayInvokeServer::<GatewayInvokeService>::NAME) => {
                 answered(self.peer.clone().oneshot(request).await)
