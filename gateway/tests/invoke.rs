@@ -438,16 +438,21 @@ async fn raw_grpc(
         .unwrap();
     let last = frames.len().saturating_sub(1);
     for (i, frame) in frames.into_iter().enumerate() {
-        send.send_data(frame.into(), i == last).unwrap();
+        // The gateway may answer (and close the stream) before the whole
+        // body is sent: a message over the limit is refused early.
+        if send.send_data(frame.into(), i == last).is_err() {
+            break;
+        }
     }
     let (parts, mut recv) = answer.await.unwrap().into_parts();
     let mut body = Vec::new();
-    while let Some(data) = recv.data().await {
-        let data = data.unwrap();
+    // A stream the gateway ended early (NO_ERROR, the body not all read)
+    // has no more data; the status is in its headers then.
+    while let Some(Ok(data)) = recv.data().await {
         let _ = recv.flow_control().release_capacity(data.len());
         body.extend_from_slice(&data);
     }
-    let trailers = recv.trailers().await.unwrap().unwrap_or_default();
+    let trailers = recv.trailers().await.ok().flatten().unwrap_or_default();
     let field = |name: &str| {
         trailers
             .get(name)
