@@ -513,7 +513,7 @@ async fn call_local_answers_plain_calls_and_leaves_odd_bodies_to_tonic() {
     }
 
     let over = 64 * 1024 + 1;
-    let odd: Vec<(&str, Option<&str>, Vec<Vec<u8>>)> = vec![
+    let odd = vec![
         (
             "compressed",
             Some("gzip"),
