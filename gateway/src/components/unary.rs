@@ -85,7 +85,7 @@ pub mod methods {
 
 /// The five bytes before each gRPC message: a compression flag and the
 /// message's length.
-const PREFIX: usize = 5;
+pub(crate) const PREFIX: usize = 5;
 
 /// The largest answer accepted, as tonic's clients default to (4 MiB).
 const MAX_REPLY: usize = 4 * 1024 * 1024;
@@ -110,17 +110,17 @@ pub async fn call<Request: Message, Reply: Message + Default>(
     answer(status, headers, recv).await
 }
 
-/// `request` with its prefix, in a buffer of exactly its size.
-fn encode(request: &impl Message) -> Result<Bytes, Status> {
-    let len = request.encoded_len();
+/// `message` with its prefix, in a buffer of exactly its size.
+pub(crate) fn encode(message: &impl Message) -> Result<Bytes, Status> {
+    let len = message.encoded_len();
     let prefix = u32::try_from(len)
         .map_err(|_| Status::out_of_range(format!("a {len}-byte message is too large for gRPC")))?;
     let mut buf = BytesMut::with_capacity(PREFIX + len);
     buf.put_u8(0);
     buf.put_u32(prefix);
-    request
+    message
         .encode(&mut buf)
-        .map_err(|e| Status::internal(format!("encoding the request failed: {e}")))?;
+        .map_err(|e| Status::internal(format!("encoding the message failed: {e}")))?;
     Ok(buf.freeze())
 }
 

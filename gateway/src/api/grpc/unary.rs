@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
@@ -26,10 +26,7 @@ use prost::Message;
 use tonic::body::Body;
 
 use crate::components::channel::RecvBody;
-
-/// The five bytes before each gRPC message: a compression flag and the
-/// message's length.
-const PREFIX: usize = 5;
+use crate::components::unary::{PREFIX, encode};
 
 /// Answer `request` with `handler` when it is a plain unary call of at most
 /// `limit` bytes, else with `fallback` (tonic's server for the same
@@ -113,21 +110,14 @@ async fn one_message<Req: Message + Default>(
 /// A successful answer: its metadata, one message, `grpc-status: 0`.
 fn reply_response<Reply: Message>(reply: tonic::Response<Reply>) -> http::Response<Body> {
     let (metadata, message, extensions) = reply.into_parts();
-    let len = message.encoded_len();
-    let Ok(prefix) = u32::try_from(len) else {
-        return tonic::Status::out_of_range(format!("a {len}-byte answer is too large for gRPC"))
-            .into_http();
+    let data = match encode(&message) {
+        Ok(data) => data,
+        Err(status) => return status.into_http(),
     };
-    let mut buf = BytesMut::with_capacity(PREFIX + len);
-    buf.put_u8(0);
-    buf.put_u32(prefix);
-    if let Err(err) = message.encode(&mut buf) {
-        return tonic::Status::internal(format!("encoding the answer failed: {err}")).into_http();
-    }
     let mut trailers = HeaderMap::with_capacity(1);
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut response = http::Response::new(Body::new(Answer {
-        data: Some(buf.freeze()),
+        data: Some(data),
         trailers: Some(trailers),
     }));
     *response.extensions_mut() = extensions;
