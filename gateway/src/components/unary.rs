@@ -124,6 +124,22 @@ pub(crate) fn encode(message: &impl Message) -> Result<Bytes, Status> {
     Ok(buf.freeze())
 }
 
+/// The `grpc-status` in `map`, if any: `Ok` for 0, else the status as
+/// tonic reads it. A call that succeeded is told from its bytes alone;
+/// `Status::from_header_map` would also copy every other header into the
+/// status's metadata, only for it to be dropped.
+fn status_in(map: &HeaderMap) -> Option<Result<(), Status>> {
+    if map.get("grpc-status")?.as_bytes() == b"0" {
+        return Some(Ok(()));
+    }
+    let status = Status::from_header_map(map)?;
+    Some(if status.code() == Code::Ok {
+        Ok(())
+    } else {
+        Err(status)
+    })
+}
+
 /// The reply in an answer, or the status it ended with.
 async fn answer<Reply: Message + Default>(
     status: http::StatusCode,
@@ -132,7 +148,7 @@ async fn answer<Reply: Message + Default>(
 ) -> Result<tonic::Response<Reply>, Status> {
     // A component that fails a call at once answers with headers only
     // ("trailers-only"), the status among them.
-    if let Some(failed) = Status::from_header_map(&headers).filter(|s| s.code() != Code::Ok) {
+    if let Some(Err(failed)) = status_in(&headers) {
         return Err(failed);
     }
     if status != http::StatusCode::OK {
@@ -151,9 +167,9 @@ async fn answer<Reply: Message + Default>(
     let trailers = poll_fn(|cx| recv.poll_trailers(cx))
         .await
         .map_err(h2_status)?;
-    match trailers.as_ref().and_then(Status::from_header_map) {
-        Some(ended) if ended.code() == Code::Ok => {}
-        Some(failed) => return Err(failed),
+    match trailers.as_ref().and_then(status_in) {
+        Some(Ok(())) => {}
+        Some(Err(failed)) => return Err(failed),
         None if headers.contains_key("grpc-status") => {}
         None => {
             return Err(Status::unknown(

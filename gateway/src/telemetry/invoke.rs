@@ -4,7 +4,7 @@
 //! `traceparent`), in the peer call's gRPC metadata, and back to the caller
 //! in the reply's `traceparent` header, as daprd returns it.
 
-use opentelemetry::trace::{SpanKind, TraceContextExt};
+use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
 use super::Telemetry;
@@ -33,18 +33,12 @@ pub fn caller_span(telemetry: &Telemetry, target: &str, call: &mut Call) -> Cont
     cx
 }
 
-/// Open the callee's span for a call a peer gateway sent with `metadata`
-/// (falling back to the forwarded headers), and hand its context to the app.
-pub fn callee_span(
-    telemetry: &Telemetry,
-    app_id: &str,
-    metadata: &tonic::metadata::MetadataMap,
-    call: &mut Call,
-) -> Context {
-    let mut parent = propagation::extract_grpc(metadata);
-    if !parent.span().span_context().is_valid() {
-        parent = propagation::extract_pairs(&call.headers);
-    }
+/// Open the callee's span for a call a peer gateway sent, and hand its
+/// context to the app. The parent is the current context, which the gRPC
+/// listener extracted from the call's metadata (`Services::call`), else the
+/// trace context in the forwarded headers.
+pub fn callee_span(telemetry: &Telemetry, app_id: &str, call: &mut Call) -> Context {
+    let parent = super::current_or(|| propagation::extract_pairs(&call.headers));
     let cx = telemetry.start(SpanKind::Server, &parent, || {
         (
             format!("CallLocal/{app_id}/{}", call.method).into(),

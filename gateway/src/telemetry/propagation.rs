@@ -46,7 +46,7 @@ impl Extractor for Pairs<'_> {
 /// The trace context in `headers` or gRPC metadata: `traceparent`, else
 /// `grpc-trace-bin` (an empty context when there is none or it is malformed).
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
-    let cx = TraceContextPropagator::new().extract(&Headers(headers));
+    let cx = extract(&Headers(headers));
     if cx.span().span_context().is_valid() {
         return cx;
     }
@@ -111,7 +111,72 @@ fn to_binary(sc: &SpanContext) -> Vec<u8> {
 
 /// The trace context in a forwarded header list (names matched without case).
 pub fn extract_pairs(headers: &[(String, String)]) -> Context {
-    TraceContextPropagator::new().extract(&Pairs(headers))
+    extract(&Pairs(headers))
+}
+
+/// The current context with the remote span `carrier`'s `traceparent` and
+/// `tracestate` name, as the SDK's W3C propagator extracts it.
+///
+/// A `traceparent` in the form every tracer writes (version `00`, 55
+/// characters, lowercase hex) is read here; anything else goes to the SDK's
+/// propagator, so odd values get exactly its answer. Its parsing splits the
+/// value into a vector and parses each part through `from_str_radix`: ~3 500
+/// instructions, on every call a peer gateway sends (a test checks both
+/// give the same context).
+fn extract(carrier: &dyn Extractor) -> Context {
+    let Some(value) = carrier.get(TRACEPARENT) else {
+        return Context::current();
+    };
+    match canonical(value.as_bytes()) {
+        Some((trace_id, span_id, flags)) => {
+            let state = carrier
+                .get(TRACESTATE)
+                .map(|s| s.parse().unwrap_or_default())
+                .unwrap_or_default();
+            let sc = SpanContext::new(trace_id, span_id, flags, true, state);
+            if sc.is_valid() {
+                Context::current().with_remote_span_context(sc)
+            } else {
+                Context::current()
+            }
+        }
+        None => TraceContextPropagator::new().extract(carrier),
+    }
+}
+
+/// The ids and sampled flag of a `traceparent` of version `00` written as
+/// the W3C specification spells it: `00-{32 hex}-{16 hex}-{2 hex}`, all
+/// lowercase; `None` for any other shape.
+fn canonical(value: &[u8]) -> Option<(TraceId, SpanId, TraceFlags)> {
+    fn hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; N];
+        if digits.len() != 2 * N {
+            return None;
+        }
+        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(out)
+    }
+    let [b'0', b'0', b'-', rest @ ..] = value else {
+        return None;
+    };
+    if rest.len() != 52 || rest[32] != b'-' || rest[49] != b'-' {
+        return None;
+    }
+    let trace: [u8; 16] = hex(&rest[..32])?;
+    let span: [u8; 8] = hex(&rest[33..49])?;
+    let [flags] = hex::<1>(&rest[50..])?;
+    Some((
+        TraceId::from_bytes(trace),
+        SpanId::from_bytes(span),
+        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+    ))
 }
 
 /// The trace context of explicit `traceparent` / `tracestate` values.
@@ -223,16 +288,22 @@ pub fn inject_current_grpc(metadata: &mut tonic::metadata::MetadataMap) {
     inject_grpc(&Context::current(), metadata);
 }
 
-/// Replace the trace context in a forwarded header list with `cx`'s.
+/// Replace the trace context in a forwarded header list with `cx`'s (an
+/// empty `tracestate` is left out, as in [`inject_http`]).
 pub fn set_pairs(cx: &Context, headers: &mut Vec<(String, String)>) {
-    let fresh = headers_of(cx);
-    if fresh.is_empty() {
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
         return;
     }
     headers.retain(|(k, _)| {
         !k.eq_ignore_ascii_case(TRACEPARENT) && !k.eq_ignore_ascii_case(TRACESTATE)
     });
-    headers.extend(fresh);
+    headers.push((TRACEPARENT.to_owned(), traceparent(sc)));
+    let state = sc.trace_state().header();
+    if !state.is_empty() {
+        headers.push((TRACESTATE.to_owned(), state));
+    }
 }
 
 /// The trace context a CloudEvent (JSON bytes) carries: `traceparent`,
@@ -359,6 +430,59 @@ mod tests {
             assert_eq!(traceparent_of(&cx), sdk.0.remove(TRACEPARENT));
             assert_eq!(traceparent_of(&cx).as_deref(), Some(parent));
         }
+    }
+
+    /// Every `traceparent` shape, canonical or not, gets the context the
+    /// SDK's propagator extracts.
+    #[test]
+    fn extraction_agrees_with_the_sdk_propagator() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let span = "00f067aa0ba902b7";
+        let values = [
+            format!("00-{id}-{span}-01"),
+            format!("00-{id}-{span}-00"),
+            format!("00-{id}-{span}-03"),
+            format!("00-{id}-{span}-ff"),
+            format!("00-{id}-{span}-0g"),
+            format!("00-{id}-{span}-1"),
+            format!("00-{id}-{span}-01-"),
+            format!("00-{id}-{span}-01-extra"),
+            format!("01-{id}-{span}-01-extra"),
+            format!("02-{id}-{span}-09"),
+            format!("ff-{id}-{span}-01"),
+            format!("00-{}-{span}-01", id.to_uppercase()),
+            format!("00-{id}-{}-01", span.to_uppercase()),
+            format!("00-{id}-{span}-A1"),
+            format!(" 00-{id}-{span}-01 "),
+            format!("00-{}-{span}-01", "0".repeat(32)),
+            format!("00-{id}-{}-01", "0".repeat(16)),
+            format!("00-{id}0-{span}-01"),
+            format!("00-{id}-{span}0-01"),
+            format!("00-{id}-{span}01"),
+            format!("00_{id}-{span}-01"),
+            format!("00-ab-cd-01"),
+            format!("00-{id}-{span}"),
+            String::from("00-garbage"),
+            String::new(),
+        ];
+        for value in &values {
+            for state in [None, Some(""), Some("congo=t61rcWkgMzE"), Some("bad state")] {
+                let mut pairs = vec![(TRACEPARENT.to_owned(), value.clone())];
+                if let Some(state) = state {
+                    pairs.push((TRACESTATE.to_owned(), state.to_owned()));
+                }
+                let ours = extract_pairs(&pairs);
+                let sdk = TraceContextPropagator::new().extract(&Pairs(&pairs));
+                assert_eq!(
+                    ours.span().span_context(),
+                    sdk.span().span_context(),
+                    "{value:?} / {state:?}"
+                );
+            }
+        }
+        let canonical = extract_values(Some(&values[0]), None);
+        assert!(canonical.span().span_context().is_sampled());
+        assert!(canonical.span().span_context().is_remote());
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         &self,
         request: Request<internal_pb::LocalCall>,
     ) -> Result<Response<internal_pb::LocalReply>, Status> {
-        let (metadata, _, r) = request.into_parts();
+        let r = request.into_inner();
         if r.app_id != self.rt.config.app_id {
             // A stale registry entry: the port is now someone else's.
             return Err(Status::unavailable(format!(
@@ -129,7 +129,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         let (app_id, caller_id) = (&self.rt.config.app_id, r.caller_app_id.as_str());
         crate::metrics::invocation::request_received(app_id, caller_id);
         let telemetry = self.rt.invoke.telemetry();
-        let span = invoke_spans::callee_span(telemetry, &r.app_id, &metadata, &mut call);
+        let span = invoke_spans::callee_span(telemetry, &r.app_id, &mut call);
         let called = crate::telemetry::within(span.clone(), self.rt.invoke.call_app(call)).await;
         let reply = invoke_spans::finish(&span, called).inspect_err(|err| {
             crate::metrics::invocation::response_sent(app_id, caller_id, err.http.as_u16());

@@ -44,7 +44,7 @@ pub(super) async fn invoke(
         )
         .await?;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, reply.body.clone()).into_response();
+    let mut response = (status, reply.body).into_response();
     for (name, value) in &reply.headers {
         let keep = name.eq_ignore_ascii_case("content-type")
             || name.eq_ignore_ascii_case(crate::actors::ERROR_HEADER);
