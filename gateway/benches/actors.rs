@@ -18,14 +18,17 @@
 //!   on registration, then 200 all due together at a later instant:
 //!   fires/s and lateness as the app sees them, repeated calls, failures.
 //!
-//! The same calls straight to the app, and one round trip to another
-//! process (the machine's floor), give the baselines.
+//! The same calls straight to the app, through a bare hyper proxy (the
+//! least any HTTP sidecar does: the ceiling of a gateway's rows on this
+//! machine), and one round trip to another process (the machine's floor)
+//! give the baselines.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support {
     pub(crate) mod actor_app;
     pub(crate) mod actor_gateway;
     pub(crate) mod actor_reminders;
+    pub(crate) mod bare_proxy;
     pub(crate) mod gateway_cmd;
     pub(crate) mod gateway_log;
     pub(crate) mod pg;
@@ -339,6 +342,44 @@ async fn store_rows(
 
 pub(crate) static APP_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The same calls through the bare proxy (`support::bare_proxy`), in
+/// front of the app, at the throughput rows' concurrencies: what any HTTP
+/// sidecar reaches on this machine. Its best calls/s.
+async fn bare_proxy_rows(n: usize, app_port: u16, direct: &HashMap<usize, Stats>) -> f64 {
+    let port = free_port();
+    let mut proxy = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env(
+            support::bare_proxy::PROXY_MODE,
+            format!("{port}:{app_port}"),
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let prefix = format!("http://127.0.0.1:{port}/actors/{ACTOR_TYPE}/");
+    println!(
+        "\nbare proxy (hyper HTTP/1.1 server and client, one worker thread, no gateway logic) in front of the app; GW CPU = the proxy's"
+    );
+    header();
+    let mut best = 0f64;
+    for &clients in CONCURRENCY {
+        let s = http_row(&prefix, n, clients, proxy.id(), spread_id).await;
+        row(
+            &format!("bare proxy, {clients} client(s)"),
+            &s,
+            direct.get(&clients),
+        );
+        best = best.max(s.ops);
+    }
+    let _ = proxy.kill().await;
+    best
+}
+
 /// outrigger-local and outrigger-postgres, until killed.
 async fn serve_components(sockets: &std::path::Path) {
     let server =
@@ -346,8 +387,15 @@ async fn serve_components(sockets: &std::path::Path) {
     let _ = server.serve(std::future::pending::<()>()).await;
 }
 
+fn main() {
+    // Its own runtime, with the gateway's one worker thread.
+    if !support::bare_proxy::serve_if_asked() {
+        run();
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+async fn run() {
     if support::pingpong::serve_if_child() {
         return;
     }
@@ -441,6 +489,7 @@ async fn main() {
         row(&format!("app directly, {clients} client(s)"), &s, None);
         direct.insert(clients, s);
     }
+    let bare_best = bare_proxy_rows(n, app_port, &direct).await;
 
     let mut summaries = Vec::new();
     let sqlite = format!(
@@ -497,10 +546,11 @@ async fn main() {
     let app_best = direct.values().map(|s| s.ops).fold(0f64, f64::max);
     for s in &summaries {
         println!(
-            "{}: best actor-call throughput {:.0} calls/s against the goal of {GOAL:.0} calls/s on 2 cores ({:.0} % of it; the app alone {:.0} calls/s); warm call p50 {:.1} µs, first call {:.1} µs",
+            "{}: best actor-call throughput {:.0} calls/s against the goal of {GOAL:.0} calls/s on 2 cores ({:.0} % of it; {:.0} % of the bare proxy's {bare_best:.0}; the app alone {:.0} calls/s); warm call p50 {:.1} µs, first call {:.1} µs",
             s.store,
             s.best,
             s.best / GOAL * 100.0,
+            s.best / bare_best * 100.0,
             app_best,
             us(s.warm_p50),
             us(s.fresh_p50),
