@@ -10,11 +10,14 @@
 //! several concurrencies, either straight to the app over loopback HTTP or
 //! to `caller`'s `/v1.0/invoke/callee/method/echo`. It prints p50/p99
 //! latency and throughput per concurrency, and the p50 added by the two
-//! gateways. Then it runs again with every process on one vCPU
-//! (`support/one_cpu.rs` says why).
+//! gateways; then, one client at a time, one gateway in front of its own
+//! app and two bare proxies in a row (`support/bare_proxy.rs`: the least
+//! two more HTTP hops add on this machine). Then it runs again with every
+//! process on one vCPU (`support/one_cpu.rs` says why).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod support {
+    pub(crate) mod bare_proxy;
     pub(crate) mod gateway_cmd;
     pub(crate) mod one_cpu;
     pub(crate) mod pingpong;
@@ -154,8 +157,26 @@ async fn serve_app(port: u16) {
     axum::serve(listener, router).await.unwrap();
 }
 
+fn main() {
+    // Its own runtime, with the gateway's one worker thread.
+    if !support::bare_proxy::serve_if_asked() {
+        run();
+    }
+}
+
+/// A bare proxy (`support::bare_proxy`) on a new port, forwarding to `to`.
+fn bare_proxy(to: u16) -> (u16, tokio::process::Child) {
+    let port = free_port();
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env(support::bare_proxy::PROXY_MODE, format!("{port}:{to}"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (port, child)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+async fn run() {
     if support::pingpong::serve_if_child() {
         return;
     }
@@ -231,6 +252,27 @@ async fn main() {
     let two = measure(&client, &through, n, 1).await;
     let two_cpu = cpu().saturating_sub(before) / n as u32;
     let caller_cpu = support::proc::cpu_time(pids[0]).saturating_sub(caller_before) / n as u32;
+    // The least any two HTTP hops add: two bare proxies in a row.
+    let (second, mut second_proxy) = bare_proxy(app_port);
+    let (first, mut first_proxy) = bare_proxy(second);
+    let proxies = [
+        first_proxy.id().unwrap_or(0),
+        second_proxy.id().unwrap_or(0),
+    ];
+    for port in [second, first] {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let proxies_cpu = || -> Duration { proxies.iter().map(|p| support::proc::cpu_time(*p)).sum() };
+    let before = proxies_cpu();
+    let bare = measure(&client, &format!("http://127.0.0.1:{first}/echo"), n, 1).await;
+    let bare_cpu = proxies_cpu().saturating_sub(before) / n as u32;
+    let _ = first_proxy.kill().await;
+    let _ = second_proxy.kill().await;
     let floor = tokio::task::spawn_blocking(move || support::pingpong::Floors::measure(n))
         .await
         .unwrap();
@@ -246,6 +288,12 @@ async fn main() {
         us(two_cpu),
         us(caller_cpu),
         us(two_cpu.saturating_sub(caller_cpu)),
+    );
+    println!(
+        "two bare proxies in a row (hyper HTTP/1.1, one worker thread each, no gateway logic): {:.1} µs (+{:.1}, proxies' CPU {:.1} µs/call), the least two more HTTP hops add here",
+        us(bare.p50),
+        us(bare.p50) - us(d.p50),
+        us(bare_cpu),
     );
     println!(
         "machine floor: one round trip to another process over a Unix socket, p50 {}",

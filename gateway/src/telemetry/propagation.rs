@@ -460,7 +460,7 @@ mod tests {
             format!("00-{id}-{span}0-01"),
             format!("00-{id}-{span}01"),
             format!("00_{id}-{span}-01"),
-            format!("00-ab-cd-01"),
+            String::from("00-ab-cd-01"),
             format!("00-{id}-{span}"),
             String::from("00-garbage"),
             String::new(),
