@@ -320,7 +320,7 @@ impl Host {
     pub(crate) async fn turn(
         &self,
         slot: &Arc<Slot>,
-        mut turn: Turn,
+        turn: &Turn,
         chain: Option<String>,
     ) -> Result<Outcome, ApiError> {
         let (actor_type, id) = (&slot.key.0, &slot.key.1);
@@ -344,9 +344,7 @@ impl Host {
                     ));
                 }
                 self.set_depth(slot, chain_id, depth + 1);
-                turn.headers
-                    .push((REENTRANCY_HEADER.to_owned(), chain_id.clone()));
-                let reply = self.call_app(slot, &turn).await;
+                let reply = self.call_app(slot, &in_chain(turn, chain_id)).await;
                 self.set_depth(slot, chain_id, depth);
                 return reply.map(Outcome::Done);
             }
@@ -381,12 +379,13 @@ impl Host {
         let chain_id = reentrancy
             .enabled
             .then(|| chain.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()));
-        if let Some(chain_id) = &chain_id {
-            self.set_depth(slot, chain_id, 1);
-            turn.headers
-                .push((REENTRANCY_HEADER.to_owned(), chain_id.clone()));
-        }
-        let reply = self.call_app(slot, &turn).await;
+        let reply = match &chain_id {
+            Some(chain_id) => {
+                self.set_depth(slot, chain_id, 1);
+                self.call_app(slot, &in_chain(turn, chain_id)).await
+            }
+            None => self.call_app(slot, turn).await,
+        };
         if let Ok(mut c) = slot.chain.lock() {
             *c = None;
         }
@@ -508,7 +507,7 @@ impl Host {
                     headers: Vec::new(),
                     body: body.clone(),
                 };
-                match host.turn(&slot, turn, None).await {
+                match host.turn(&slot, &turn, None).await {
                     Ok(Outcome::Moved) => return,
                     Ok(Outcome::Done(reply)) if reply.status != 200 => {
                         tracing::warn!(timer = %name, status = reply.status, "actor timer callback failed");
@@ -544,6 +543,14 @@ impl Host {
             token.cancel();
         }
     }
+}
+
+/// `turn` as a call of the reentrant chain `chain_id` (its header added).
+fn in_chain(turn: &Turn, chain_id: &str) -> Turn {
+    let mut turn = turn.clone();
+    turn.headers
+        .push((REENTRANCY_HEADER.to_owned(), chain_id.to_owned()));
+    turn
 }
 
 /// Percent-encode a path segment (actor ids may hold any character).

@@ -297,7 +297,7 @@ async fn fire(
                 headers: Vec::new(),
                 body: body.clone(),
             };
-            match host.turn(&slot, turn, None).await {
+            match host.turn(&slot, &turn, None).await {
                 Ok(Outcome::Done(reply)) if reply.status == 200 => {
                     cancel |= reply.headers.iter().any(|(k, v)| {
                         k.eq_ignore_ascii_case("X-Daprremindercancel")

@@ -161,7 +161,7 @@ impl Actors {
                 Err(err) => return Err(err),
             };
             match route {
-                Route::Local(slot) => match self.run_local(&slot, action.clone()).await? {
+                Route::Local(slot) => match self.run_local(&slot, &action).await? {
                     Some(reply) => return Ok(reply),
                     None => last = "the actor was deactivated meanwhile".into(),
                 },
@@ -198,7 +198,11 @@ impl Actors {
     }
 
     /// `None`: the actor moved away meanwhile.
-    async fn run_local(&self, slot: &Arc<Slot>, action: Action) -> Result<Option<Reply>, ApiError> {
+    async fn run_local(
+        &self,
+        slot: &Arc<Slot>,
+        action: &Action,
+    ) -> Result<Option<Reply>, ApiError> {
         let host = self
             .host()
             .ok_or_else(|| ApiError::new(codes::ERR_ACTOR_INVOKE_METHOD, "no actor host here"))?;
@@ -211,16 +215,16 @@ impl Actors {
             body: Vec::new(),
         };
         match action {
-            Action::Method(turn, chain) => match host.turn(slot, turn, chain).await? {
+            Action::Method(turn, chain) => match host.turn(slot, turn, chain.clone()).await? {
                 Outcome::Done(reply) => Ok(Some(reply)),
                 Outcome::Moved => Ok(None),
             },
             Action::TimerCreate(name, timer) => {
-                host.start_timer(slot, &name, timer);
+                host.start_timer(slot, name, timer.clone());
                 Ok(Some(done(204)))
             }
             Action::TimerDelete(name) => {
-                host.stop_timer(slot, &name);
+                host.stop_timer(slot, name);
                 Ok(Some(done(204)))
             }
         }
@@ -333,7 +337,7 @@ impl Actors {
             Ok(internal_pb::ActorCallKind::TimerDelete) => Action::TimerDelete(call.name),
             Err(_) => return Err(tonic::Status::invalid_argument("kind: unknown")),
         };
-        match self.run_local(&slot, action).await {
+        match self.run_local(&slot, &action).await {
             Ok(Some(reply)) => Ok(internal_pb::ActorReply {
                 status: u32::from(reply.status),
                 headers: reply.headers.into_iter().collect(),

@@ -25,7 +25,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
@@ -153,7 +152,7 @@ fn routes(runtime: Arc<Runtime>) -> Router {
         .route("/v1.0-alpha1/workflows/{component}", get(workflows::list))
         .fallback(unimplemented)
         // After routing, so the span is named after the matched route.
-        .layer(middleware::from_fn_with_state(Arc::clone(&runtime), trace))
+        .layer(Trace(Arc::clone(&runtime)))
         .with_state(runtime)
 }
 
@@ -241,25 +240,72 @@ fn workflow_routes(version: &str) -> Router<Arc<Runtime>> {
         )
 }
 
-async fn trace(State(runtime): State<Arc<Runtime>>, request: Request, next: Next) -> Response {
-    // At debug level, as tower-http's request spans: formatting the fields
-    // of two spans per request was ~10 % of the gateway's instructions.
-    // With `--log-level debug` every event carries them.
-    let span = tracing::debug_span!(
-        "http",
-        http.request.method = %request.method(),
-        url.path = %request.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-    );
-    let _entered = span.clone();
-    // The gateway's span (a child of the app's `traceparent`) is current
-    // while the call runs, so component and peer calls carry it.
-    let otel = crate::telemetry::api_span(&runtime.telemetry, &request);
-    let call = crate::telemetry::within(otel.clone(), next.run(request));
-    let response = tracing::Instrument::instrument(call, span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
-    crate::telemetry::end(&otel, Some(response.status().as_u16()));
-    response
+/// The layer that opens each routed request's spans.
+///
+/// A tower layer of its own rather than `middleware::from_fn`, which per
+/// request clones and boxes the route it wraps and boxes the call again.
+#[derive(Clone)]
+struct Trace(Arc<Runtime>);
+
+impl<S> tower::Layer<S> for Trace {
+    type Service = Traced<S>;
+
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced {
+            runtime: Arc::clone(&self.0),
+            inner,
+        }
+    }
+}
+
+/// A route wrapped by [`Trace`].
+#[derive(Clone)]
+struct Traced<S> {
+    runtime: Arc<Runtime>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Traced<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // At debug level, as tower-http's request spans: formatting the fields
+        // of two spans per request was ~10 % of the gateway's instructions.
+        // With `--log-level debug` every event carries them.
+        let span = tracing::debug_span!(
+            "http",
+            http.request.method = %request.method(),
+            url.path = %request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        // The gateway's span (a child of the app's `traceparent`) is current
+        // while the call runs, so component and peer calls carry it.
+        let otel = crate::telemetry::api_span(&self.runtime.telemetry, &request);
+        let call = {
+            let _entered = span.enter();
+            crate::telemetry::within(otel.clone(), self.inner.call(request))
+        };
+        Box::pin(async move {
+            let response = tracing::Instrument::instrument(call, span.clone()).await?;
+            span.record("http.response.status_code", response.status().as_u16());
+            crate::telemetry::end(&otel, Some(response.status().as_u16()));
+            Ok(response)
+        })
+    }
 }
 
 /// Whether `request` lacks the API token this gateway requires (health
