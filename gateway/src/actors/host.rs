@@ -108,12 +108,7 @@ impl ActorApp {
     async fn turn(&self, actor_type: &str, id: &str, turn: &Turn) -> Result<Reply, String> {
         match self {
             Self::Http(app) => {
-                let path = format!(
-                    "/actors/{}/{}/method/{}",
-                    encode(actor_type),
-                    encode(id),
-                    turn.kind.http_path()
-                );
+                let path = turn.kind.http_path(actor_type, id);
                 let mut headers = turn.headers.clone();
                 if !headers
                     .iter()
@@ -137,7 +132,10 @@ impl ActorApp {
     async fn deactivate(&self, actor_type: &str, id: &str) -> Result<(), String> {
         match self {
             Self::Http(app) => {
-                let path = format!("/actors/{}/{}", encode(actor_type), encode(id));
+                let mut path = String::from("/actors/");
+                encode_into(&mut path, actor_type);
+                path.push('/');
+                encode_into(&mut path, id);
                 let reply = app
                     .call("DELETE", &path, "application/json", Vec::new())
                     .await?;
@@ -163,13 +161,23 @@ pub(crate) enum TurnKind {
 }
 
 impl TurnKind {
-    /// The path after `/actors/{type}/{id}/method/` (daprd's HTTP callbacks).
-    fn http_path(&self) -> String {
-        match self {
-            Self::Method(name) => encode(name),
-            Self::Timer(name) => format!("timer/{}", encode(name)),
-            Self::Reminder(name) => format!("remind/{}", encode(name)),
-        }
+    /// `/actors/{type}/{id}/method/...`: the path of daprd's HTTP callback.
+    fn http_path(&self, actor_type: &str, id: &str) -> String {
+        let (kind, name) = match self {
+            Self::Method(name) => ("", name),
+            Self::Timer(name) => ("timer/", name),
+            Self::Reminder(name) => ("remind/", name),
+        };
+        let mut path =
+            String::with_capacity(24 + actor_type.len() + id.len() + kind.len() + name.len());
+        path.push_str("/actors/");
+        encode_into(&mut path, actor_type);
+        path.push('/');
+        encode_into(&mut path, id);
+        path.push_str("/method/");
+        path.push_str(kind);
+        encode_into(&mut path, name);
+        path
     }
 }
 
@@ -553,16 +561,42 @@ fn in_chain(turn: &Turn, chain_id: &str) -> Turn {
     turn
 }
 
-/// Percent-encode a path segment (actor ids may hold any character).
-pub(crate) fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
+/// Append `segment` to `out`, percent-encoded as a path segment (actor ids
+/// may hold any character).
+pub(crate) fn encode_into(out: &mut String, segment: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for byte in segment.bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(char::from(byte));
             }
-            other => out.push_str(&format!("%{other:02X}")),
+            other => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(other >> 4)]));
+                out.push(char::from(HEX[usize::from(other & 0xf)]));
+            }
         }
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TurnKind;
+
+    #[test]
+    fn callback_paths_percent_encode_every_segment() {
+        let method = TurnKind::Method("do it".into());
+        assert_eq!(
+            method.http_path("Bench", "a b/ü~"),
+            "/actors/Bench/a%20b%2F%C3%BC~/method/do%20it"
+        );
+        assert_eq!(
+            TurnKind::Timer("t/1".into()).http_path("T", "i"),
+            "/actors/T/i/method/timer/t%2F1"
+        );
+        assert_eq!(
+            TurnKind::Reminder("r".into()).http_path("T", "i-0.x_y"),
+            "/actors/T/i-0.x_y/method/remind/r"
+        );
+    }
 }
