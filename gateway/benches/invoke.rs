@@ -11,8 +11,9 @@
 //! to `caller`'s `/v1.0/invoke/callee/method/echo`. It prints p50/p99
 //! latency and throughput per concurrency, and the p50 added by the two
 //! gateways; then, one client at a time, one gateway in front of its own
-//! app and two bare proxies in a row (`support/bare_proxy.rs`: the least
-//! two more HTTP hops add on this machine). Then it runs again with every
+//! app and two bare proxies in a row, joined by HTTP/1.1 or by HTTP/2 as
+//! the gateways are (`support/bare_proxy.rs`: the least two more hops add on
+//! this machine). Then it runs again with every
 //! process on one vCPU (`support/one_cpu.rs` says why).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -164,15 +165,51 @@ fn main() {
     }
 }
 
-/// A bare proxy (`support::bare_proxy`) on a new port, forwarding to `to`.
-fn bare_proxy(to: u16) -> (u16, tokio::process::Child) {
+/// A bare proxy (`support::bare_proxy`) on a new port, forwarding to `to`
+/// and speaking `sides` (`h1h1`, `h1h2`, `h2h1`).
+fn bare_proxy(to: u16, sides: &str) -> (u16, tokio::process::Child) {
     let port = free_port();
     let child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .env(support::bare_proxy::PROXY_MODE, format!("{port}:{to}"))
+        .env(
+            support::bare_proxy::PROXY_MODE,
+            format!("{port}:{to}:{sides}"),
+        )
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     (port, child)
+}
+
+/// One client's calls through two bare proxies in a row, the first
+/// speaking `first` and the second `second`: their stats and the proxies'
+/// CPU per call.
+async fn bare_chain(
+    client: &Http,
+    app_port: u16,
+    n: usize,
+    (first, second): (&str, &str),
+) -> (Stats, Duration) {
+    let (second_port, mut second_proxy) = bare_proxy(app_port, second);
+    let (first_port, mut first_proxy) = bare_proxy(second_port, first);
+    let proxies = [
+        first_proxy.id().unwrap_or(0),
+        second_proxy.id().unwrap_or(0),
+    ];
+    for port in [second_port, first_port] {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let cpu = || -> Duration { proxies.iter().map(|p| support::proc::cpu_time(*p)).sum() };
+    let before = cpu();
+    let stats = measure(client, &format!("http://127.0.0.1:{first_port}/echo"), n, 1).await;
+    let used = cpu().saturating_sub(before) / n as u32;
+    let _ = first_proxy.kill().await;
+    let _ = second_proxy.kill().await;
+    (stats, used)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -252,27 +289,10 @@ async fn run() {
     let two = measure(&client, &through, n, 1).await;
     let two_cpu = cpu().saturating_sub(before) / n as u32;
     let caller_cpu = support::proc::cpu_time(pids[0]).saturating_sub(caller_before) / n as u32;
-    // The least any two HTTP hops add: two bare proxies in a row.
-    let (second, mut second_proxy) = bare_proxy(app_port);
-    let (first, mut first_proxy) = bare_proxy(second);
-    let proxies = [
-        first_proxy.id().unwrap_or(0),
-        second_proxy.id().unwrap_or(0),
-    ];
-    for port in [second, first] {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    let proxies_cpu = || -> Duration { proxies.iter().map(|p| support::proc::cpu_time(*p)).sum() };
-    let before = proxies_cpu();
-    let bare = measure(&client, &format!("http://127.0.0.1:{first}/echo"), n, 1).await;
-    let bare_cpu = proxies_cpu().saturating_sub(before) / n as u32;
-    let _ = first_proxy.kill().await;
-    let _ = second_proxy.kill().await;
+    // The least any two more hops add: two bare proxies in a row, joined
+    // by HTTP/1.1, or by HTTP/2 as the gateways are (by gRPC).
+    let (bare, bare_cpu) = bare_chain(&client, app_port, n, ("h1h1", "h1h1")).await;
+    let (bare_h2, bare_h2_cpu) = bare_chain(&client, app_port, n, ("h1h2", "h2h1")).await;
     let floor = tokio::task::spawn_blocking(move || support::pingpong::Floors::measure(n))
         .await
         .unwrap();
@@ -290,10 +310,13 @@ async fn run() {
         us(two_cpu.saturating_sub(caller_cpu)),
     );
     println!(
-        "two bare proxies in a row (hyper HTTP/1.1, one worker thread each, no gateway logic): {:.1} µs (+{:.1}, proxies' CPU {:.1} µs/call), the least two more HTTP hops add here",
+        "two bare proxies in a row (hyper, one worker thread each, no gateway logic), the least two more hops add here: joined by HTTP/1.1 {:.1} µs (+{:.1}, proxies' CPU {:.1} µs/call); joined by HTTP/2 as the gateways are {:.1} µs (+{:.1}, {:.1} µs/call)",
         us(bare.p50),
         us(bare.p50) - us(d.p50),
         us(bare_cpu),
+        us(bare_h2.p50),
+        us(bare_h2.p50) - us(d.p50),
+        us(bare_h2_cpu),
     );
     println!(
         "machine floor: one round trip to another process over a Unix socket, p50 {}",
