@@ -11,6 +11,7 @@
 //! goes to the live host of its type that rendezvous hashing picks, which
 //! takes the lease.
 
+mod app;
 mod client;
 mod config;
 mod duration;

@@ -1,8 +1,7 @@
 //! The actors this gateway runs: one turn at a time per actor (a FIFO lock,
 //! bounded queue, call timeout), reentrancy, activation under a lease, idle
-//! deactivation, and in-memory timers. Turns are calls to the app:
-//! `PUT /actors/{type}/{id}/method/{method}` (timers: `method/timer/{name}`,
-//! reminders: `method/remind/{name}`), deactivation `DELETE /actors/{type}/{id}`.
+//! deactivation, and the timers each actor holds (run in `timer.rs`). Turns
+//! and deactivations are calls to the app (`app.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::app::ActorApp;
 use super::config::HostConfig;
 use super::placement::{Held, HostEntry, Owner, Placement};
-use super::stream::StreamApp;
-use crate::app_channel::HttpApp;
 use crate::error::{ApiError, codes};
 use crate::runtime::invoke::Reply;
 
@@ -40,7 +38,9 @@ pub(crate) struct Slot {
     held: Mutex<Held>,
     last_used: Mutex<Instant>,
     dead: AtomicBool,
-    timers: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    /// Running timers by name: a serial (which start owns the entry) and
+    /// the token that stops it (see `timer.rs`).
+    pub(super) timers: Mutex<HashMap<String, (u64, CancellationToken)>>,
 }
 
 impl Slot {
@@ -95,60 +95,6 @@ impl Slot {
     }
 }
 
-/// How the gateway reaches the app's actors.
-#[derive(Debug, Clone)]
-pub(crate) enum ActorApp {
-    /// daprd's HTTP callbacks (`PUT /actors/...`).
-    Http(Box<HttpApp>),
-    /// The app's `SubscribeActorEventsAlpha1` stream.
-    Stream(Arc<StreamApp>),
-}
-
-impl ActorApp {
-    async fn turn(&self, actor_type: &str, id: &str, turn: &Turn) -> Result<Reply, String> {
-        match self {
-            Self::Http(app) => {
-                let path = turn.kind.http_path(actor_type, id);
-                let mut headers = turn.headers.clone();
-                if !headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                {
-                    headers.push(("content-type".into(), "application/json".into()));
-                }
-                let (status, headers, body) = app
-                    .call_full("PUT", &path, &headers, turn.body.clone())
-                    .await?;
-                Ok(Reply {
-                    status,
-                    headers,
-                    body,
-                })
-            }
-            Self::Stream(app) => app.turn(actor_type, id, turn).await,
-        }
-    }
-
-    async fn deactivate(&self, actor_type: &str, id: &str) -> Result<(), String> {
-        match self {
-            Self::Http(app) => {
-                let mut path = String::from("/actors/");
-                encode_into(&mut path, actor_type);
-                path.push('/');
-                encode_into(&mut path, id);
-                let reply = app
-                    .call("DELETE", &path, "application/json", Vec::new())
-                    .await?;
-                match reply.status {
-                    200 => Ok(()),
-                    status => Err(format!("the app answered deactivation with {status}")),
-                }
-            }
-            Self::Stream(app) => app.deactivate(actor_type, id).await,
-        }
-    }
-}
-
 /// Which callback of the app a turn is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TurnKind {
@@ -158,27 +104,6 @@ pub(crate) enum TurnKind {
     Timer(String),
     /// A reminder firing, by reminder name (the body is the reminder's JSON).
     Reminder(String),
-}
-
-impl TurnKind {
-    /// `/actors/{type}/{id}/method/...`: the path of daprd's HTTP callback.
-    fn http_path(&self, actor_type: &str, id: &str) -> String {
-        let (kind, name) = match self {
-            Self::Method(name) => ("", name),
-            Self::Timer(name) => ("timer/", name),
-            Self::Reminder(name) => ("remind/", name),
-        };
-        let mut path =
-            String::with_capacity(24 + actor_type.len() + id.len() + kind.len() + name.len());
-        path.push_str("/actors/");
-        encode_into(&mut path, actor_type);
-        path.push('/');
-        encode_into(&mut path, id);
-        path.push_str("/method/");
-        path.push_str(kind);
-        encode_into(&mut path, name);
-        path
-    }
 }
 
 /// What one turn asks the app.
@@ -483,74 +408,6 @@ impl Host {
         });
         futures::future::join_all(drains).await;
     }
-
-    // === timers ===
-
-    /// Start (or replace) timer `name` of `slot`.
-    pub(crate) fn start_timer(self: &Arc<Self>, slot: &Arc<Slot>, name: &str, timer: super::Timer) {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
-        let token = CancellationToken::new();
-        if let Ok(mut timers) = slot.timers.lock()
-            && let Some((_, old)) = timers.insert(name.to_owned(), (serial, token.clone()))
-        {
-            old.cancel();
-        }
-        let (host, slot, name) = (Arc::clone(self), Arc::clone(slot), name.to_owned());
-        tokio::spawn(async move {
-            let body = timer.callback_body();
-            let mut fired = 0u32;
-            let mut next = timer.due;
-            loop {
-                let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
-                }
-                if timer.expires.is_some_and(|at| chrono::Utc::now() >= at) {
-                    break;
-                }
-                let turn = Turn {
-                    kind: TurnKind::Timer(name.clone()),
-                    headers: Vec::new(),
-                    body: body.clone(),
-                };
-                match host.turn(&slot, &turn, None).await {
-                    Ok(Outcome::Moved) => return,
-                    Ok(Outcome::Done(reply)) if reply.status != 200 => {
-                        tracing::warn!(timer = %name, status = reply.status, "actor timer callback failed");
-                    }
-                    Ok(Outcome::Done(_)) => {}
-                    Err(err) => {
-                        tracing::warn!(timer = %name, error = %err, "actor timer callback failed")
-                    }
-                }
-                fired += 1;
-                let Some(period) = timer.schedule.period else {
-                    break;
-                };
-                if timer.schedule.repetitions.is_some_and(|n| fired >= n) {
-                    break;
-                }
-                next = chrono::Utc::now()
-                    + chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
-            }
-            if let Ok(mut timers) = slot.timers.lock()
-                && timers.get(&name).is_some_and(|(s, _)| *s == serial)
-            {
-                timers.remove(&name);
-            }
-        });
-    }
-
-    /// Stop timer `name` of `slot` (no error if there is none, as daprd).
-    pub(crate) fn stop_timer(&self, slot: &Slot, name: &str) {
-        if let Ok(mut timers) = slot.timers.lock()
-            && let Some((_, token)) = timers.remove(name)
-        {
-            token.cancel();
-        }
-    }
 }
 
 /// `turn` as a call of the reentrant chain `chain_id` (its header added).
@@ -559,44 +416,4 @@ fn in_chain(turn: &Turn, chain_id: &str) -> Turn {
     turn.headers
         .push((REENTRANCY_HEADER.to_owned(), chain_id.to_owned()));
     turn
-}
-
-/// Append `segment` to `out`, percent-encoded as a path segment (actor ids
-/// may hold any character).
-pub(crate) fn encode_into(out: &mut String, segment: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for byte in segment.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(byte));
-            }
-            other => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(other >> 4)]));
-                out.push(char::from(HEX[usize::from(other & 0xf)]));
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TurnKind;
-
-    #[test]
-    fn callback_paths_percent_encode_every_segment() {
-        let method = TurnKind::Method("do it".into());
-        assert_eq!(
-            method.http_path("Bench", "a b/ü~"),
-            "/actors/Bench/a%20b%2F%C3%BC~/method/do%20it"
-        );
-        assert_eq!(
-            TurnKind::Timer("t/1".into()).http_path("T", "i"),
-            "/actors/T/i/method/timer/t%2F1"
-        );
-        assert_eq!(
-            TurnKind::Reminder("r".into()).http_path("T", "i-0.x_y"),
-            "/actors/T/i-0.x_y/method/remind/r"
-        );
-    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::host::{Activation, ActorApp, Host, Outcome, Turn, TurnKind};
+use super::app::ActorApp;
+use super::host::{Activation, Host, Outcome, Turn, TurnKind};
 use super::placement::{self, Placement};
 use super::reminders::{self, Reminders};
 use super::store::Store;

@@ -1,6 +1,13 @@
-//! Timers as clients define them, validated.
+//! Timers as clients define them, validated, and their running: in
+//! memory, one task per timer, each firing a turn of its actor.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio_util::sync::CancellationToken;
 
 use super::duration;
+use super::host::{Host, Outcome, Slot, Turn, TurnKind};
 
 /// `null` or a missing string field: empty.
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -60,5 +67,73 @@ impl Timer {
             "period": self.request.period,
         }))
         .unwrap_or_default()
+    }
+}
+
+impl Host {
+    /// Start (or replace) timer `name` of `slot`.
+    pub(crate) fn start_timer(self: &Arc<Self>, slot: &Arc<Slot>, name: &str, timer: Timer) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        if let Ok(mut timers) = slot.timers.lock()
+            && let Some((_, old)) = timers.insert(name.to_owned(), (serial, token.clone()))
+        {
+            old.cancel();
+        }
+        let (host, slot, name) = (Arc::clone(self), Arc::clone(slot), name.to_owned());
+        tokio::spawn(async move {
+            let body = timer.callback_body();
+            let mut fired = 0u32;
+            let mut next = timer.due;
+            loop {
+                let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                if timer.expires.is_some_and(|at| chrono::Utc::now() >= at) {
+                    break;
+                }
+                let turn = Turn {
+                    kind: TurnKind::Timer(name.clone()),
+                    headers: Vec::new(),
+                    body: body.clone(),
+                };
+                match host.turn(&slot, &turn, None).await {
+                    Ok(Outcome::Moved) => return,
+                    Ok(Outcome::Done(reply)) if reply.status != 200 => {
+                        tracing::warn!(timer = %name, status = reply.status, "actor timer callback failed");
+                    }
+                    Ok(Outcome::Done(_)) => {}
+                    Err(err) => {
+                        tracing::warn!(timer = %name, error = %err, "actor timer callback failed")
+                    }
+                }
+                fired += 1;
+                let Some(period) = timer.schedule.period else {
+                    break;
+                };
+                if timer.schedule.repetitions.is_some_and(|n| fired >= n) {
+                    break;
+                }
+                next = chrono::Utc::now()
+                    + chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
+            }
+            if let Ok(mut timers) = slot.timers.lock()
+                && timers.get(&name).is_some_and(|(s, _)| *s == serial)
+            {
+                timers.remove(&name);
+            }
+        });
+    }
+
+    /// Stop timer `name` of `slot` (no error if there is none, as daprd).
+    pub(crate) fn stop_timer(&self, slot: &Slot, name: &str) {
+        if let Ok(mut timers) = slot.timers.lock()
+            && let Some((_, token)) = timers.remove(name)
+        {
+            token.cancel();
+        }
     }
 }
