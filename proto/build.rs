@@ -48,6 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Every rpc a server does not implement answers UNIMPLEMENTED rather
         // than failing to compile: the Dapr service has ~90 of them.
         .generate_default_stubs(true)
+        // A call between gateways: its headers and body are read as slices
+        // of the frame they arrived in, not copied into vectors.
+        .bytes(".outrigger.internal.v1.Header")
+        .bytes(".outrigger.internal.v1.LocalCall")
+        .bytes(".outrigger.internal.v1.LocalReply")
         .compile_fds(descriptors)?;
 
     println!("cargo:rerun-if-changed=dapr");

@@ -50,7 +50,7 @@ pub use timer::TimerRequest;
 pub(crate) type ActorStore = store::Store;
 
 /// The header an app sets on an actor method's answer to mark it an error.
-pub const ERROR_HEADER: &str = "X-Daprerrorresponseheader";
+pub const ERROR_HEADER: &str = "x-daprerrorresponseheader";
 
 /// How long a found route to another gateway is reused.
 const ROUTE_CACHE: Duration = Duration::from_secs(2);
@@ -346,10 +346,7 @@ impl Actors {
             self.dispatch(actor_type, id, Action::Method(turn, chain)),
         )
         .await?;
-        let app_error = reply
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(ERROR_HEADER));
+        let app_error = reply.headers.contains_key(ERROR_HEADER);
         match reply.status {
             200 if !app_error => Ok(reply),
             _ if app_error => Ok(Reply {

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use http::header::{HOST, HeaderName, HeaderValue};
+use http::HeaderMap;
+use http::header::{HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -102,10 +103,11 @@ impl HttpApp {
         body: Vec<u8>,
         headers: &std::collections::HashMap<String, String>,
     ) -> Result<AppReply, String> {
-        let mut all: Vec<(String, String)> =
-            vec![("content-type".to_owned(), content_type.to_owned())];
-        all.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let (status, _, body) = self.call_full(method, path, &all, body).await?;
+        let all = crate::runtime::invoke::header_map(
+            std::iter::once(("content-type", content_type))
+                .chain(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
+        let (status, _, body) = self.call_full(method, path, all, body.into()).await?;
         Ok(AppReply { status, body })
     }
 
@@ -118,48 +120,29 @@ impl HttpApp {
         &self,
         method: &str,
         path: &str,
-        headers: &[(String, String)],
-        body: Vec<u8>,
-    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<(u16, HeaderMap, Vec<u8>), String> {
         let target = if path.starts_with('/') {
             http::Uri::try_from(path)
         } else {
             http::Uri::try_from(format!("/{path}"))
         }
         .map_err(|e| format!("building the request to {path}: {e}"))?;
-        let method = http::Method::from_bytes(method.as_bytes())
+        let verb = http::Method::from_bytes(method.as_bytes())
             .map_err(|e| format!("building the request to {path}: {e}"))?;
-        let body = Bytes::from(body);
-        // Built again only when a request must be sent a second time.
-        let build = || {
-            let mut request = http::Request::new(Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = target.clone();
-            let fields = request.headers_mut();
-            for (name, value) in headers {
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::try_from(name.as_str()),
-                    HeaderValue::try_from(value.as_str()),
-                ) {
-                    fields.append(name, value);
-                }
-            }
-            if let Some(token) = &self.token {
-                fields.insert("dapr-api-token", token.clone());
-            }
-            fields.entry(HOST).or_insert_with(|| self.host.clone());
-            request
-        };
+        if let Some(token) = &self.token {
+            headers.insert("dapr-api-token", token.clone());
+        }
+        headers.entry(HOST).or_insert_with(|| self.host.clone());
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = verb;
+        *request.uri_mut() = target;
+        *request.headers_mut() = headers;
         let call = async {
-            let (sender, response) = self.send(build).await?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                .collect();
-            let body = response
-                .into_body()
+            let (sender, response) = self.send(request).await?;
+            let (parts, body) = response.into_parts();
+            let body = body
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?
@@ -173,7 +156,7 @@ impl HttpApp {
             {
                 idle.push(sender);
             }
-            Ok((status, headers, body))
+            Ok((parts.status.as_u16(), parts.headers, body))
         };
         tokio::time::timeout(APP_TIMEOUT, call)
             .await
@@ -181,27 +164,29 @@ impl HttpApp {
             .map_err(|e: String| format!("calling the app ({:?}) at {path}: {e}", self.address))
     }
 
-    /// Send the request `build` makes on an idle connection, or a new one;
-    /// the connection goes back to the pool once the caller has read the
-    /// answer. A kept-alive connection the app closed just as the request
-    /// went out fails it unsent (`is_canceled`); it is built and sent again
-    /// on a new one.
+    /// Send `request` on an idle connection, or a new one; the connection
+    /// goes back to the pool once the caller has read the answer. A
+    /// kept-alive connection the app closed just as the request went out
+    /// hands it back unsent; it is sent again on a new connection.
     async fn send(
         &self,
-        build: impl Fn() -> http::Request<Full<Bytes>>,
+        request: http::Request<Full<Bytes>>,
     ) -> Result<(Sender, http::Response<hyper::body::Incoming>), String> {
         let Some(mut sender) = self.idle_sender().await else {
             let mut sender = self.connect().await?;
-            let response = sender.send_request(build()).await;
+            let response = sender.send_request(request).await;
             return Ok((sender, response.map_err(|e| e.to_string())?));
         };
-        match sender.send_request(build()).await {
-            Err(err) if err.is_canceled() => {
-                let mut sender = self.connect().await?;
-                let response = sender.send_request(build()).await;
-                Ok((sender, response.map_err(|e| e.to_string())?))
-            }
-            answer => Ok((sender, answer.map_err(|e| e.to_string())?)),
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok((sender, response)),
+            Err(mut failed) => match failed.take_message() {
+                Some(unsent) if failed.error().is_canceled() => {
+                    let mut sender = self.connect().await?;
+                    let response = sender.send_request(unsent).await;
+                    Ok((sender, response.map_err(|e| e.to_string())?))
+                }
+                _ => Err(failed.into_error().to_string()),
+            },
         }
     }
 

@@ -492,7 +492,7 @@ async fn call_local_answers_plain_calls_and_leaves_odd_bodies_to_tonic() {
             key: "x-tag".into(),
             value: "raw".into(),
         }],
-        body: b"hi".to_vec(),
+        body: b"hi".to_vec().into(),
         ..Default::default()
     }
     .encode_to_vec();
@@ -506,7 +506,7 @@ async fn call_local_answers_plain_calls_and_leaves_odd_bodies_to_tonic() {
         assert_eq!(status, "0", "{why}");
         let reply = internal_pb::LocalReply::decode(&body[5..]).unwrap();
         assert_eq!(reply.status, 201);
-        assert_eq!(reply.body, b"b POST   hi");
+        assert_eq!(&reply.body[..], b"b POST   hi");
         let tags: Vec<_> = reply.headers.iter().filter(|h| h.key == "x-tags").collect();
         assert_eq!(tags.len(), 1);
         assert_eq!(tags[0].value, "raw");

@@ -29,15 +29,14 @@ impl ActorApp {
         match self {
             Self::Http(app) => {
                 let path = turn.kind.http_path(actor_type, id);
-                let mut headers = turn.headers.clone();
-                if !headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                {
-                    headers.push(("content-type".into(), "application/json".into()));
-                }
+                let mut headers = crate::runtime::invoke::header_map(
+                    turn.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                headers
+                    .entry(http::header::CONTENT_TYPE)
+                    .or_insert(http::HeaderValue::from_static("application/json"));
                 let (status, headers, body) = app
-                    .call_full("PUT", &path, &headers, turn.body.clone())
+                    .call_full("PUT", &path, headers, turn.body.clone().into())
                     .await?;
                 Ok(Reply {
                     status,

@@ -300,10 +300,11 @@ async fn fire(
             };
             match host.turn(&slot, &turn, None).await {
                 Ok(Outcome::Done(reply)) if reply.status == 200 => {
-                    cancel |= reply.headers.iter().any(|(k, v)| {
-                        k.eq_ignore_ascii_case("X-Daprremindercancel")
-                            && v.eq_ignore_ascii_case("true")
-                    });
+                    cancel |= reply
+                        .headers
+                        .get_all("x-daprremindercancel")
+                        .iter()
+                        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
                     if cancel {
                         break;
                     }

@@ -211,8 +211,7 @@ impl Actors {
         }
         let done = |status: u16| Reply {
             status,
-            headers: Vec::new(),
-            body: Vec::new(),
+            ..Reply::default()
         };
         match action {
             Action::Method(turn, chain) => match host.turn(slot, turn, chain.clone()).await? {
@@ -286,7 +285,9 @@ impl Actors {
         let status = u16::try_from(reply.status).unwrap_or(500);
         Ok(Reply {
             status,
-            headers: reply.headers.into_iter().collect(),
+            headers: crate::runtime::invoke::header_map(
+                reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
             body: reply.body,
         })
     }
@@ -340,7 +341,7 @@ impl Actors {
         match self.run_local(&slot, &action).await {
             Ok(Some(reply)) => Ok(internal_pb::ActorReply {
                 status: u32::from(reply.status),
-                headers: reply.headers.into_iter().collect(),
+                headers: crate::runtime::invoke::header_pairs(&reply.headers).collect(),
                 body: reply.body,
             }),
             Ok(None) => Err(not_here("the actor was deactivated meanwhile")),
@@ -371,9 +372,9 @@ fn forwarded_error(reply: Reply) -> Result<Reply, ApiError> {
     let header = |name: &str| {
         reply
             .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     };
     let Some(code) = header(FORWARDED_ERROR) else {
         return Ok(reply);

@@ -296,9 +296,14 @@ impl StreamApp {
                 metadata,
                 error,
             } => {
-                let mut headers: Vec<(String, String)> = metadata.into_iter().collect();
+                let mut headers = crate::runtime::invoke::header_map(
+                    metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
                 if error {
-                    headers.push((super::ERROR_HEADER.to_owned(), "true".to_owned()));
+                    headers.insert(
+                        http::HeaderName::from_static(super::ERROR_HEADER),
+                        http::HeaderValue::from_static("true"),
+                    );
                 }
                 Reply {
                     status: 200,
@@ -309,15 +314,18 @@ impl StreamApp {
             Answer::Fired { cancel } => Reply {
                 status: 200,
                 headers: if cancel {
-                    vec![("X-Daprremindercancel".to_owned(), "true".to_owned())]
+                    http::HeaderMap::from_iter([(
+                        http::HeaderName::from_static("x-daprremindercancel"),
+                        http::HeaderValue::from_static("true"),
+                    )])
                 } else {
-                    Vec::new()
+                    http::HeaderMap::new()
                 },
                 body: Vec::new(),
             },
             Answer::Deactivated => Reply {
                 status: 200,
-                headers: Vec::new(),
+                headers: http::HeaderMap::new(),
                 body: Vec::new(),
             },
             Answer::Failed { code, message } => Reply {
@@ -327,7 +335,7 @@ impl StreamApp {
                 } else {
                     500
                 },
-                headers: Vec::new(),
+                headers: http::HeaderMap::new(),
                 body: message.into_bytes(),
             },
         })

@@ -339,17 +339,9 @@ async fn unimplemented(State(runtime): State<Arc<Runtime>>, request: Request) ->
         && !known
     {
         let (parts, payload) = request.into_parts();
-        let limit = runtime.config.max_body_bytes;
-        let bytes = match axum::body::to_bytes(payload, limit).await {
+        let bytes = match invoke::read_body(payload, runtime.config.max_body_bytes).await {
             Ok(bytes) => bytes,
-            Err(err) => {
-                return ApiError::new(
-                    codes::ERR_BODY_READ,
-                    format!("failed to read request body: {err}"),
-                )
-                .with_status(StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::InvalidArgument)
-                .into_response();
-            }
+            Err(err) => return err.into_response(),
         };
         return invoke::by_header(
             &runtime,

@@ -99,10 +99,23 @@ pub async fn call<Request: Message, Reply: Message + Default>(
     method: &Method<Request, Reply>,
     request: Request,
 ) -> Result<tonic::Response<Reply>, Status> {
-    let body = encode(&request)?;
+    crate::telemetry::propagation::inject_http(&opentelemetry::Context::current(), &mut headers);
+    call_untraced(channel, headers, method, &request).await
+}
+
+/// [`call`] without the trace context in the call's metadata: for a
+/// message that carries it itself (a peer's `CallLocal` forwards the
+/// caller's headers, `traceparent` among them). A `traceparent` changes on
+/// every call, so over HTTP/2 it is Huffman-coded and decoded each time.
+pub async fn call_untraced<Request: Message, Reply: Message + Default>(
+    channel: &UdsChannel,
+    mut headers: HeaderMap,
+    method: &Method<Request, Reply>,
+    request: &Request,
+) -> Result<tonic::Response<Reply>, Status> {
+    let body = encode(request)?;
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
-    crate::telemetry::propagation::inject_http(&opentelemetry::Context::current(), &mut headers);
     let (status, headers, recv) = channel
         .send_unary(method.path, headers, body)
         .await
@@ -196,7 +209,7 @@ async fn answer<Reply: Message + Default>(
 }
 
 /// The one message of a unary answer's body.
-fn decode<Reply: Message + Default>(body: &[u8]) -> Result<Reply, Status> {
+fn decode<Reply: Message + Default>(body: &Bytes) -> Result<Reply, Status> {
     let Some((prefix, rest)) = body.split_first_chunk::<PREFIX>() else {
         return Err(Status::internal(format!(
             "the component's answer is {} bytes, too short for a gRPC message",
@@ -215,13 +228,14 @@ fn decode<Reply: Message + Default>(body: &[u8]) -> Result<Reply, Status> {
             "Error, decoded message length too large: found {len} bytes, the limit is: {MAX_REPLY} bytes"
         )));
     }
-    let Some(message) = rest.get(..len) else {
+    if rest.len() < len {
         return Err(Status::internal(format!(
             "the component's answer ended {} bytes into a {len}-byte message",
             rest.len()
         )));
-    };
-    Reply::decode(message)
+    }
+    // A slice of the answer's buffer: `Bytes` fields of the reply share it.
+    Reply::decode(body.slice(PREFIX..PREFIX + len))
         .map_err(|e| Status::internal(format!("the component's answer does not decode: {e}")))
 }
 
@@ -309,19 +323,24 @@ mod tests {
 
     #[test]
     fn bad_answers_are_errors_that_say_why() {
-        let short = decode::<pb::GetResponse>(&[0, 0, 0]).expect_err("too short");
+        let short =
+            decode::<pb::GetResponse>(&Bytes::from_static(&[0, 0, 0])).expect_err("too short");
         assert_eq!(short.code(), Code::Internal);
         assert!(short.message().contains("too short"), "{short:?}");
-        let compressed = decode::<pb::GetResponse>(&[1, 0, 0, 0, 0]).expect_err("compressed");
+        let compressed = decode::<pb::GetResponse>(&Bytes::from_static(&[1, 0, 0, 0, 0]))
+            .expect_err("compressed");
         assert!(
             compressed.message().contains("compressed"),
             "{compressed:?}"
         );
-        let cut = decode::<pb::GetResponse>(&[0, 0, 0, 0, 9, 1]).expect_err("cut short");
+        let cut = decode::<pb::GetResponse>(&Bytes::from_static(&[0, 0, 0, 0, 9, 1]))
+            .expect_err("cut short");
         assert!(cut.message().contains("9-byte"), "{cut:?}");
-        let huge = decode::<pb::GetResponse>(&[0, 0xff, 0, 0, 0]).expect_err("too large");
+        let huge = decode::<pb::GetResponse>(&Bytes::from_static(&[0, 0xff, 0, 0, 0]))
+            .expect_err("too large");
         assert_eq!(huge.code(), Code::OutOfRange);
-        let garbage = decode::<pb::GetResponse>(&[0, 0, 0, 0, 2, 0xff, 0xff]).expect_err("bad");
+        let garbage = decode::<pb::GetResponse>(&Bytes::from_static(&[0, 0, 0, 0, 2, 0xff, 0xff]))
+            .expect_err("bad");
         assert!(garbage.message().contains("does not decode"), "{garbage:?}");
         assert_eq!(
             http_status(http::StatusCode::NOT_FOUND).code(),

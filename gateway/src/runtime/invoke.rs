@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tower::ServiceExt;
 
 use outrigger_proto::common as common_pb;
@@ -29,16 +31,24 @@ use crate::nameresolution::Resolver;
 use crate::resiliency::{Attempt, Resiliency, ResiliencyError, TargetPolicy};
 
 /// Request headers never forwarded: hop-by-hop ones and the caller's token.
-const DROPPED: &[&str] = &[
-    "host",
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "keep-alive",
-    "dapr-api-token",
-    "dapr-app-id",
+static DROPPED: [HeaderName; 9] = [
+    header::HOST,
+    header::CONNECTION,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static(crate::api::http::TOKEN_HEADER),
+    HeaderName::from_static("dapr-app-id"),
+];
+
+/// Answer headers not passed back: the hop-by-hop ones.
+static HOP_BY_HOP: [HeaderName; 4] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    HeaderName::from_static("keep-alive"),
 ];
 
 /// One call: what the caller's app asked for.
@@ -50,10 +60,11 @@ pub struct Call {
     pub verb: String,
     /// Query string, without `?`.
     pub query: String,
-    /// Headers to pass on.
-    pub headers: Vec<(String, String)>,
+    /// Headers to pass on, as the app sent them: they reach the callee
+    /// without being copied into strings and parsed again on each side.
+    pub headers: HeaderMap,
     /// Body.
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 /// The callee app's answer.
@@ -62,18 +73,17 @@ pub struct Reply {
     /// HTTP status.
     pub status: u16,
     /// Response headers (hop-by-hop ones removed).
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderMap,
     /// Body.
     pub body: Vec<u8>,
 }
 
 impl Reply {
-    /// The `content-type` header, if any.
+    /// The `content-type` header, if any (and readable as text).
     pub fn content_type(&self) -> Option<&str> {
         self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| v.as_str())
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
     }
 }
 
@@ -85,23 +95,63 @@ impl Attempt for Reply {
 }
 
 /// `headers` as a call between gateways carries them (repeated, in order).
-pub(crate) fn wire_headers(headers: Vec<(String, String)>) -> Vec<pb::Header> {
-    headers
-        .into_iter()
-        .map(|(key, value)| pb::Header { key, value })
-        .collect()
+pub(crate) fn wire_headers(headers: HeaderMap) -> Vec<pb::Header> {
+    let mut wire = Vec::with_capacity(headers.len());
+    let mut name = None;
+    for (key, value) in headers {
+        // A name comes once, before the first of its values.
+        if let Some(key) = key {
+            name = Some(Bytes::copy_from_slice(key.as_str().as_bytes()));
+        }
+        if let Some(key) = &name {
+            wire.push(pb::Header {
+                key: key.clone(),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+            });
+        }
+    }
+    wire
 }
 
-/// The headers of a call between gateways, as pairs.
-pub(crate) fn pair_headers(headers: Vec<pb::Header>) -> Vec<(String, String)> {
-    headers.into_iter().map(|h| (h.key, h.value)).collect()
+/// The headers of a call between gateways; one that is not a valid HTTP
+/// header is left out.
+pub(crate) fn map_headers(headers: Vec<pb::Header>) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for pb::Header { key, value } in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&key),
+            HeaderValue::from_maybe_shared(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
-fn forwarded(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+/// Headers from name and value strings; a pair that is not a valid HTTP
+/// header is left out.
+pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// `headers` as name and value strings; a value that is not text is left out.
+pub fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (String, String)> + '_ {
     headers
-        .into_iter()
-        .filter(|(k, _)| !DROPPED.iter().any(|d| k.eq_ignore_ascii_case(d)))
-        .collect()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+}
+
+fn forwarded(mut headers: HeaderMap) -> HeaderMap {
+    for name in &DROPPED {
+        headers.remove(name);
+    }
+    headers
 }
 
 /// The invocation API of one gateway.
@@ -275,10 +325,12 @@ impl InvokeApi {
                 "failed to invoke, id: {target}, err: couldn't find service: {target}"
             )));
         }
+        let mut message = self.local_call(call);
         let mut last = String::new();
         for peer in peers {
             let started = crate::metrics::invocation::request_sent(&self.app_id, target);
-            match self.call_peer(peer.grpc, &peer.app_id, &call).await {
+            peer.app_id.clone_into(&mut message.app_id);
+            match self.call_peer(peer.grpc, &message).await {
                 Ok(reply) => {
                     crate::metrics::invocation::response_received(
                         &self.app_id,
@@ -371,47 +423,57 @@ impl InvokeApi {
         Reply: prost::Message + Default,
     {
         let channel = self.peer_channel(addr)?;
-        let mut headers = http::HeaderMap::with_capacity(4);
-        if let Some(token) = &self.token {
-            headers.insert(crate::api::http::TOKEN_HEADER, token.clone());
-        }
-        Ok(unary::call(&channel, headers, method, message)
+        Ok(unary::call(&channel, self.peer_headers(), method, message)
             .await?
             .into_inner())
     }
 
+    /// The metadata of a call to a peer gateway: this gateway's token.
+    fn peer_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(4);
+        if let Some(token) = &self.token {
+            headers.insert(crate::api::http::TOKEN_HEADER, token.clone());
+        }
+        headers
+    }
+
+    /// `call` as a peer gateway is sent it (its `app_id` is set per peer).
+    fn local_call(&self, call: Call) -> pb::LocalCall {
+        let identity = self.security.get().map(|s| &s.identity);
+        pb::LocalCall {
+            app_id: String::new(),
+            method: call.method,
+            verb: call.verb,
+            query: call.query,
+            headers: wire_headers(call.headers),
+            body: call.body,
+            caller_app_id: self.app_id.clone(),
+            caller_namespace: identity.map(|i| i.namespace.clone()).unwrap_or_default(),
+            caller_trust_domain: identity.map(|i| i.trust_domain.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Send `message` to the peer gateway at `addr`. The trace context
+    /// travels in the message's headers, where the callee reads it, and
+    /// not in the call's metadata as well.
     async fn call_peer(
         &self,
         addr: SocketAddr,
-        app_id: &str,
-        call: &Call,
+        message: &pb::LocalCall,
     ) -> Result<Reply, tonic::Status> {
-        let message = pb::LocalCall {
-            app_id: app_id.to_owned(),
-            method: call.method.clone(),
-            verb: call.verb.clone(),
-            query: call.query.clone(),
-            headers: wire_headers(call.headers.clone()),
-            body: call.body.clone(),
-            caller_app_id: self.app_id.clone(),
-            caller_namespace: self
-                .security
-                .get()
-                .map(|s| s.identity.namespace.clone())
-                .unwrap_or_default(),
-            caller_trust_domain: self
-                .security
-                .get()
-                .map(|s| s.identity.trust_domain.clone())
-                .unwrap_or_default(),
-        };
-        let reply = self
-            .call_peer_rpc(addr, &unary::methods::PEER_CALL_LOCAL, message)
-            .await?;
+        let channel = self.peer_channel(addr)?;
+        let reply = unary::call_untraced(
+            &channel,
+            self.peer_headers(),
+            &unary::methods::PEER_CALL_LOCAL,
+            message,
+        )
+        .await?
+        .into_inner();
         Ok(Reply {
             status: u16::try_from(reply.status).unwrap_or(500),
-            headers: pair_headers(reply.headers),
-            body: reply.body,
+            headers: map_headers(reply.headers),
+            body: reply.body.into(),
         })
     }
 
@@ -433,27 +495,18 @@ impl InvokeApi {
                 } else {
                     format!("/{}?{}", call.method, call.query)
                 };
-                let (status, headers, body) = http
-                    .call_full(&call.verb, &path, &call.headers, call.body)
+                let (status, mut headers, body) = http
+                    .call_full(&call.verb, &path, call.headers, call.body)
                     .await
                     .map_err(|why| {
                         direct_invoke(format!("failed to invoke, id: {}: {why}", self.app_id))
                     })?;
+                for name in &HOP_BY_HOP {
+                    headers.remove(name);
+                }
                 Ok(Reply {
                     status,
-                    headers: headers
-                        .into_iter()
-                        .filter(|(k, _)| {
-                            ![
-                                "connection",
-                                "transfer-encoding",
-                                "content-length",
-                                "keep-alive",
-                            ]
-                            .iter()
-                            .any(|d| k.eq_ignore_ascii_case(d))
-                        })
-                        .collect(),
+                    headers,
                     body,
                 })
             }
@@ -461,17 +514,17 @@ impl InvokeApi {
                 use common_pb::http_extension::Verb;
                 let content_type = call
                     .headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
                 let verb =
                     Verb::from_str_name(&call.verb.to_ascii_uppercase()).unwrap_or(Verb::Post);
                 let request = common_pb::InvokeRequest {
                     method: call.method,
                     data: Some(prost_types::Any {
                         type_url: String::new(),
-                        value: call.body,
+                        value: call.body.into(),
                     }),
                     content_type,
                     http_extension: Some(common_pb::HttpExtension {
@@ -482,9 +535,11 @@ impl InvokeApi {
                 match grpc.client().on_invoke(grpc.request(request)).await {
                     Ok(reply) => {
                         let reply = reply.into_inner();
-                        let mut headers = Vec::new();
-                        if !reply.content_type.is_empty() {
-                            headers.push(("content-type".to_owned(), reply.content_type));
+                        let mut headers = HeaderMap::new();
+                        if let Ok(value) = HeaderValue::try_from(reply.content_type)
+                            && !value.is_empty()
+                        {
+                            headers.insert(header::CONTENT_TYPE, value);
                         }
                         Ok(Reply {
                             status: 200,
@@ -494,7 +549,10 @@ impl InvokeApi {
                     }
                     Err(status) => Ok(Reply {
                         status: http_status_of(status.code()),
-                        headers: vec![("content-type".to_owned(), "text/plain".to_owned())],
+                        headers: HeaderMap::from_iter([(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain"),
+                        )]),
                         body: status.message().as_bytes().to_vec(),
                     }),
                 }
@@ -548,7 +606,7 @@ mod tests {
 
     use prost::Message;
 
-    use super::{pair_headers, pb, wire_headers};
+    use super::{HeaderMap, header_map, map_headers, pb, wire_headers};
 
     /// `LocalReply` as gateways before repeated headers declared it.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -563,22 +621,56 @@ mod tests {
 
     #[test]
     fn repeated_headers_are_read_as_a_map_and_the_other_way_round() {
-        let pairs = vec![
-            ("content-type".to_owned(), "text/plain".to_owned()),
-            ("set-cookie".to_owned(), "a=1".to_owned()),
-        ];
+        let pairs = [("content-type", "text/plain"), ("set-cookie", "a=1")];
         let new = pb::LocalReply {
             status: 201,
-            headers: wire_headers(pairs.clone()),
-            body: b"hi".to_vec(),
+            headers: wire_headers(header_map(pairs)),
+            body: "hi".into(),
         };
         let old = MapReply::decode(new.encode_to_vec().as_slice()).unwrap();
         assert_eq!(old.status, 201);
-        assert_eq!(old.headers, pairs.iter().cloned().collect());
+        let expected: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(old.headers, expected);
         assert_eq!(old.body, b"hi");
         let back = pb::LocalReply::decode(old.encode_to_vec().as_slice()).unwrap();
-        let mut seen = pair_headers(back.headers);
-        seen.sort();
-        assert_eq!(seen, pairs);
+        assert_eq!(map_headers(back.headers), header_map(pairs));
+    }
+
+    #[test]
+    fn headers_cross_between_gateways_with_repeated_names_and_raw_bytes() {
+        let mut headers = header_map([
+            ("set-cookie", "a=1"),
+            ("x-tag", "one"),
+            ("set-cookie", "b=2"),
+        ]);
+        // HTTP allows bytes beyond ASCII in a value (obs-text).
+        headers.append("x-raw", http::HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let wire = wire_headers(headers.clone());
+        let names: Vec<&[u8]> = wire.iter().map(|h| h.key.as_ref()).collect();
+        assert_eq!(
+            names,
+            [&b"set-cookie"[..], b"set-cookie", b"x-tag", b"x-raw"]
+        );
+        assert_eq!(map_headers(wire), headers);
+        // A header a peer sent that HTTP does not allow is left out.
+        let odd = vec![
+            pb::Header {
+                key: "bad name".into(),
+                value: "v".into(),
+            },
+            pb::Header {
+                key: "x-ok".into(),
+                value: "line\nbreak".into(),
+            },
+            pb::Header {
+                key: "x-ok".into(),
+                value: "fine".into(),
+            },
+        ];
+        assert_eq!(map_headers(odd), header_map([("x-ok", "fine")]));
+        assert_eq!(map_headers(Vec::new()), HeaderMap::new());
     }
 }

@@ -16,7 +16,7 @@ use crate::runtime::invoke::{Call, Reply};
 /// context, else of the app's `traceparent`) and put its context in the
 /// call's headers.
 pub fn caller_span(telemetry: &Telemetry, target: &str, call: &mut Call) -> Context {
-    let parent = super::current_or(|| propagation::extract_pairs(&call.headers));
+    let parent = super::current_or(|| propagation::extract_http(&call.headers));
     let cx = telemetry.start(SpanKind::Client, &parent, || {
         (
             format!("invoke/{target}/{}", call.method).into(),
@@ -29,7 +29,7 @@ pub fn caller_span(telemetry: &Telemetry, target: &str, call: &mut Call) -> Cont
             ],
         )
     });
-    propagation::set_pairs(&cx, &mut call.headers);
+    propagation::inject_http(&cx, &mut call.headers);
     cx
 }
 
@@ -38,7 +38,7 @@ pub fn caller_span(telemetry: &Telemetry, target: &str, call: &mut Call) -> Cont
 /// listener extracted from the call's metadata (`Services::call`), else the
 /// trace context in the forwarded headers.
 pub fn callee_span(telemetry: &Telemetry, app_id: &str, call: &mut Call) -> Context {
-    let parent = super::current_or(|| propagation::extract_pairs(&call.headers));
+    let parent = super::current_or(|| propagation::extract_http(&call.headers));
     let cx = telemetry.start(SpanKind::Server, &parent, || {
         (
             format!("CallLocal/{app_id}/{}", call.method).into(),
@@ -50,7 +50,7 @@ pub fn callee_span(telemetry: &Telemetry, app_id: &str, call: &mut Call) -> Cont
             ],
         )
     });
-    propagation::set_pairs(&cx, &mut call.headers);
+    propagation::inject_http(&cx, &mut call.headers);
     cx
 }
 
@@ -63,11 +63,12 @@ pub fn finish(cx: &Context, result: Result<Reply, ApiError>) -> Result<Reply, Ap
     match result {
         Ok(mut reply) => {
             super::end(cx, Some(reply.status));
-            if let Some(parent) = propagation::traceparent_of(cx) {
+            if let Some(parent) = propagation::traceparent_of(cx)
+                .and_then(|parent| http::HeaderValue::try_from(parent).ok())
+            {
                 reply
                     .headers
-                    .retain(|(k, _)| !k.eq_ignore_ascii_case(TRACEPARENT));
-                reply.headers.push((TRACEPARENT.to_owned(), parent));
+                    .insert(http::HeaderName::from_static(TRACEPARENT), parent);
             }
             Ok(reply)
         }

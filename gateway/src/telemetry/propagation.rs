@@ -288,24 +288,6 @@ pub fn inject_current_grpc(metadata: &mut tonic::metadata::MetadataMap) {
     inject_grpc(&Context::current(), metadata);
 }
 
-/// Replace the trace context in a forwarded header list with `cx`'s (an
-/// empty `tracestate` is left out, as in [`inject_http`]).
-pub fn set_pairs(cx: &Context, headers: &mut Vec<(String, String)>) {
-    let span = cx.span();
-    let sc = span.span_context();
-    if !sc.is_valid() {
-        return;
-    }
-    headers.retain(|(k, _)| {
-        !k.eq_ignore_ascii_case(TRACEPARENT) && !k.eq_ignore_ascii_case(TRACESTATE)
-    });
-    headers.push((TRACEPARENT.to_owned(), traceparent(sc)));
-    let state = sc.trace_state().header();
-    if !state.is_empty() {
-        headers.push((TRACESTATE.to_owned(), state));
-    }
-}
-
 /// The trace context a CloudEvent (JSON bytes) carries: `traceparent`,
 /// else Dapr's older `traceid`, and `tracestate`. Only these fields are
 /// decoded; anything that is not such an event gives an empty context.
@@ -352,17 +334,18 @@ mod tests {
             Some(PARENT)
         );
 
-        let mut pairs = vec![
-            ("Traceparent".to_owned(), "00-garbage".to_owned()),
-            ("x-other".to_owned(), "1".to_owned()),
-        ];
-        assert!(traceparent_of(&extract_pairs(&pairs)).is_none());
-        set_pairs(&cx, &mut pairs);
+        // A forwarded call's headers: a malformed trace context is replaced.
+        let mut forwarded = http::HeaderMap::new();
+        forwarded.insert(TRACEPARENT, http::HeaderValue::from_static("00-garbage"));
+        forwarded.insert("x-other", http::HeaderValue::from_static("1"));
+        assert!(traceparent_of(&extract_http(&forwarded)).is_none());
+        inject_http(&cx, &mut forwarded);
         assert_eq!(
-            traceparent_of(&extract_pairs(&pairs)).as_deref(),
+            traceparent_of(&extract_http(&forwarded)).as_deref(),
             Some(PARENT)
         );
-        assert_eq!(pairs.len(), 3);
+        assert_eq!(forwarded.len(), 3);
+        assert_eq!(forwarded.get_all(TRACEPARENT).iter().count(), 1);
 
         let event = format!(r#"{{"data":{{"a":[1]}},"traceid":"{PARENT}"}}"#);
         assert_eq!(

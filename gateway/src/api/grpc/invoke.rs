@@ -11,7 +11,7 @@ use outrigger_proto::runtime as pb;
 
 use crate::access_control::Caller;
 use crate::api::Runtime;
-use crate::runtime::invoke::{Call, grpc_code_of, pair_headers, wire_headers};
+use crate::runtime::invoke::{Call, grpc_code_of, map_headers, wire_headers};
 use crate::telemetry::invoke as invoke_spans;
 use crate::telemetry::propagation;
 
@@ -36,19 +36,20 @@ pub(super) async fn invoke_service(
         }
         None => ("POST".to_owned(), String::new()),
     };
-    let mut headers = Vec::new();
+    let mut headers = http::HeaderMap::new();
     if !message.content_type.is_empty() {
-        headers.push(("content-type".to_owned(), message.content_type.clone()));
+        let value = http::HeaderValue::try_from(message.content_type.as_str()).map_err(|_| {
+            Status::invalid_argument("message.content_type: not a valid header value")
+        })?;
+        headers.insert(http::header::CONTENT_TYPE, value);
     }
-    headers.extend(propagation::headers_of(&propagation::extract_grpc(
-        &metadata,
-    )));
+    propagation::inject_http(&propagation::extract_grpc(&metadata), &mut headers);
     let call = Call {
         method: message.method,
         verb,
         query,
         headers,
-        body: message.data.map(|d| d.value).unwrap_or_default(),
+        body: message.data.map(|d| d.value.into()).unwrap_or_default(),
     };
     let reply = rt.invoke.invoke(&r.id, call).await?;
     let code = grpc_code_of(reply.status);
@@ -122,7 +123,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
             method: r.method,
             verb: r.verb,
             query: r.query,
-            headers: pair_headers(r.headers),
+            headers: map_headers(r.headers),
             body: r.body,
         };
         self.rt.invoke.admit(caller.as_ref(), &call)?;
@@ -138,7 +139,7 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         Ok(Response::new(internal_pb::LocalReply {
             status: u32::from(reply.status),
             headers: wire_headers(reply.headers),
-            body: reply.body,
+            body: reply.body.into(),
         }))
     }
 

@@ -104,7 +104,9 @@ async fn one_message<Req: Message + Default>(
     if flag != 0 || length != rest.len() || length > limit {
         return None;
     }
-    Req::decode(rest).ok()
+    // From the frame's own buffer: `bytes` fields typed `Bytes` are slices
+    // of it, not copies.
+    Req::decode(whole.slice(PREFIX..)).ok()
 }
 
 /// A successful answer: its metadata, one message, `grpc-status: 0`.

@@ -45,16 +45,12 @@ pub(super) async fn invoke(
         .await?;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, reply.body).into_response();
-    for (name, value) in &reply.headers {
-        let keep = name.eq_ignore_ascii_case("content-type")
-            || name.eq_ignore_ascii_case(crate::actors::ERROR_HEADER);
-        if keep
-            && let (Ok(name), Ok(value)) = (
-                axum::http::HeaderName::try_from(name.as_str()),
-                axum::http::HeaderValue::try_from(value.as_str()),
-            )
-        {
-            response.headers_mut().insert(name, value);
+    for name in [
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderName::from_static(crate::actors::ERROR_HEADER),
+    ] {
+        if let Some(value) = reply.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
         }
     }
     Ok(response)

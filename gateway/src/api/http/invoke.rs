@@ -4,57 +4,58 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::body;
 use crate::api::Runtime;
-use crate::error::ApiError;
+use crate::error::{ApiError, codes};
 use crate::runtime::invoke::{Call, Reply};
 
-fn call(method: String, verb: &Method, uri: &Uri, headers: &HeaderMap, bytes: Bytes) -> Call {
+fn call(method: String, verb: &Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> Call {
     Call {
         method,
         verb: verb.as_str().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body: bytes.to_vec(),
+        headers,
+        body,
     }
 }
 
 fn respond(reply: Reply) -> Response {
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, reply.body).into_response();
-    let headers = response.headers_mut();
-    for (name, value) in reply.headers {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::try_from(name.as_str()),
-            axum::http::HeaderValue::try_from(value.as_str()),
-        ) {
-            headers.append(name, value);
-        }
-    }
+    let mut response = Response::new(axum::body::Body::from(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.headers_mut() = reply.headers;
     response
 }
 
-/// `/v1.0/invoke/{appId}/method/{method...}`.
+/// The whole body of a call, up to `limit` bytes.
+pub(super) async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        ApiError::new(
+            codes::ERR_BODY_READ,
+            format!("failed to read request body: {err}"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::InvalidArgument)
+    })
+}
+
+/// `/v1.0/invoke/{appId}/method/{method...}`. The request's headers are
+/// taken as they are (no copy) and passed on.
 pub(super) async fn invoke(
     State(rt): State<Arc<Runtime>>,
     Path((app_id, method)): Path<(String, String)>,
-    verb: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let bytes = body(bytes)?;
+    let (parts, payload) = request.into_parts();
+    let bytes = read_body(payload, rt.config.max_body_bytes).await?;
     let reply = rt
         .invoke
-        .invoke(&app_id, call(method, &verb, &uri, &headers, bytes))
+        .invoke(
+            &app_id,
+            call(method, &parts.method, &parts.uri, parts.headers, bytes),
+        )
         .await?;
     Ok(respond(reply))
 }
@@ -72,7 +73,7 @@ pub(super) async fn by_header(
     let method = uri.path().trim_start_matches('/').to_owned();
     let reply = rt
         .invoke
-        .invoke(app_id, call(method, &verb, &uri, &headers, bytes))
+        .invoke(app_id, call(method, &verb, &uri, headers, bytes))
         .await?;
     Ok(respond(reply))
 }
