@@ -265,11 +265,12 @@ impl InvokeApi {
                 );
             }
             call.headers = forwarded(std::mem::take(&mut call.headers));
+            // Boxed: the send is a large future (with a policy, larger
+            // still), which the metrics and trace wrappers around it would
+            // otherwise copy as they are built.
             match self.resiliency.get().and_then(|r| r.app(target)) {
-                // Boxed: the policy's layers make a large future, which
-                // calls without a policy should not carry.
                 Some(policy) => Box::pin(self.send_with(policy, target, call)).await,
-                None => self.send(target, call).await,
+                None => Box::pin(self.send(target, call)).await,
             }
         });
         crate::telemetry::invoke::finish(

@@ -131,7 +131,9 @@ impl internal_pb::gateway_invoke_server::GatewayInvoke for GatewayInvokeService 
         crate::metrics::invocation::request_received(app_id, caller_id);
         let telemetry = self.rt.invoke.telemetry();
         let span = invoke_spans::callee_span(telemetry, &r.app_id, &mut call);
-        let called = crate::telemetry::within(span.clone(), self.rt.invoke.call_app(call)).await;
+        // Boxed, as the app call's future is large (see `api::http::invoke`).
+        let app_call = Box::pin(self.rt.invoke.call_app(call));
+        let called = crate::telemetry::within(span.clone(), app_call).await;
         let reply = invoke_spans::finish(&span, called).inspect_err(|err| {
             crate::metrics::invocation::response_sent(app_id, caller_id, err.http.as_u16());
         })?;

@@ -50,13 +50,10 @@ pub(super) async fn invoke(
 ) -> Result<Response, ApiError> {
     let (parts, payload) = request.into_parts();
     let bytes = read_body(payload, rt.config.max_body_bytes).await?;
-    let reply = rt
-        .invoke
-        .invoke(
-            &app_id,
-            call(method, &parts.method, &parts.uri, parts.headers, bytes),
-        )
-        .await?;
+    let call = call(method, &parts.method, &parts.uri, parts.headers, bytes);
+    // Boxed: the call's future is large, and inline every layer between
+    // hyper and this handler would copy it as it is built up.
+    let reply = Box::pin(rt.invoke.invoke(&app_id, call)).await?;
     Ok(respond(reply))
 }
 
@@ -71,9 +68,7 @@ pub(super) async fn by_header(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let method = uri.path().trim_start_matches('/').to_owned();
-    let reply = rt
-        .invoke
-        .invoke(app_id, call(method, &verb, &uri, headers, bytes))
-        .await?;
+    let call = call(method, &verb, &uri, headers, bytes);
+    let reply = Box::pin(rt.invoke.invoke(app_id, call)).await?;
     Ok(respond(reply))
 }
