@@ -284,13 +284,13 @@ impl UdsChannel {
     /// in the same write. The answer's status, headers and body.
     pub(crate) async fn send_unary(
         &self,
-        path: &str,
+        uri: http::Uri,
         headers: http::HeaderMap,
         body: Bytes,
     ) -> Result<(http::StatusCode, http::HeaderMap, h2::RecvStream), ChannelError> {
         let mut request = http::Request::new(());
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = absolute(path)?;
+        *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         let mut sender = self.ready_sender().await?;
         let (response, mut stream) = sender.send_request(request, false)?;
@@ -320,7 +320,7 @@ impl UdsChannel {
 }
 
 /// The absolute URI HTTP/2 needs for `path` (tonic gives only the path).
-fn absolute(path: &str) -> Result<http::Uri, http::Error> {
+pub(crate) fn absolute(path: &str) -> Result<http::Uri, http::Error> {
     http::Uri::builder()
         .scheme("http")
         .authority("component")

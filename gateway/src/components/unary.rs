@@ -14,6 +14,7 @@
 
 use std::future::poll_fn;
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, TE};
@@ -26,6 +27,9 @@ use super::channel::UdsChannel;
 /// A unary rpc of a component service: its path, request and reply types.
 pub struct Method<Request, Reply> {
     path: &'static str,
+    /// The absolute URI of the path, parsed on first use (parsing it for
+    /// each call was ~900 instructions).
+    uri: OnceLock<http::Uri>,
     types: PhantomData<fn(Request) -> Reply>,
 }
 
@@ -33,6 +37,7 @@ impl<Request, Reply> Method<Request, Reply> {
     const fn new(path: &'static str) -> Self {
         Self {
             path,
+            uri: OnceLock::new(),
             types: PhantomData,
         }
     }
@@ -40,6 +45,16 @@ impl<Request, Reply> Method<Request, Reply> {
     /// `/<package>.<Service>/<Method>`.
     pub fn path(&self) -> &'static str {
         self.path
+    }
+
+    /// The URI a call is sent to.
+    fn uri(&self) -> Result<http::Uri, Status> {
+        if let Some(uri) = self.uri.get() {
+            return Ok(uri.clone());
+        }
+        let uri = super::channel::absolute(self.path)
+            .map_err(|e| Status::internal(format!("{}: not a usable path: {e}", self.path)))?;
+        Ok(self.uri.get_or_init(|| uri).clone())
     }
 }
 
@@ -50,42 +65,45 @@ pub mod methods {
     use outrigger_proto::outrigger::internal::v1 as peer;
 
     /// `StateStore/Get`.
-    pub const STATE_GET: Method<pb::GetRequest, pb::GetResponse> =
+    pub static STATE_GET: Method<pb::GetRequest, pb::GetResponse> =
         Method::new("/dapr.proto.components.v1.StateStore/Get");
     /// `StateStore/Set`.
-    pub const STATE_SET: Method<pb::SetRequest, pb::SetResponse> =
+    pub static STATE_SET: Method<pb::SetRequest, pb::SetResponse> =
         Method::new("/dapr.proto.components.v1.StateStore/Set");
     /// `StateStore/Delete`.
-    pub const STATE_DELETE: Method<pb::DeleteRequest, pb::DeleteResponse> =
+    pub static STATE_DELETE: Method<pb::DeleteRequest, pb::DeleteResponse> =
         Method::new("/dapr.proto.components.v1.StateStore/Delete");
     /// `StateStore/BulkGet`.
-    pub const STATE_BULK_GET: Method<pb::BulkGetRequest, pb::BulkGetResponse> =
+    pub static STATE_BULK_GET: Method<pb::BulkGetRequest, pb::BulkGetResponse> =
         Method::new("/dapr.proto.components.v1.StateStore/BulkGet");
     /// `StateStore/BulkSet`.
-    pub const STATE_BULK_SET: Method<pb::BulkSetRequest, pb::BulkSetResponse> =
+    pub static STATE_BULK_SET: Method<pb::BulkSetRequest, pb::BulkSetResponse> =
         Method::new("/dapr.proto.components.v1.StateStore/BulkSet");
     /// `TransactionalStateStore/Transact`.
-    pub const STATE_TRANSACT: Method<
+    pub static STATE_TRANSACT: Method<
         pb::TransactionalStateRequest,
         pb::TransactionalStateResponse,
     > = Method::new("/dapr.proto.components.v1.TransactionalStateStore/Transact");
     /// `PubSub/Publish`.
-    pub const PUBLISH: Method<pb::PublishRequest, pb::PublishResponse> =
+    pub static PUBLISH: Method<pb::PublishRequest, pb::PublishResponse> =
         Method::new("/dapr.proto.components.v1.PubSub/Publish");
     /// Between gateways: `GatewayInvoke/CallLocal`.
-    pub const PEER_CALL_LOCAL: Method<peer::LocalCall, peer::LocalReply> =
+    pub static PEER_CALL_LOCAL: Method<peer::LocalCall, peer::LocalReply> =
         Method::new("/outrigger.internal.v1.GatewayInvoke/CallLocal");
     /// Between gateways: `GatewayInvoke/CallActor`.
-    pub const PEER_CALL_ACTOR: Method<peer::ActorCall, peer::ActorReply> =
+    pub static PEER_CALL_ACTOR: Method<peer::ActorCall, peer::ActorReply> =
         Method::new("/outrigger.internal.v1.GatewayInvoke/CallActor");
     /// Between gateways: `GatewayInvoke/ListActors`.
-    pub const PEER_LIST_ACTORS: Method<peer::ListActorsCall, peer::ListActorsReply> =
+    pub static PEER_LIST_ACTORS: Method<peer::ListActorsCall, peer::ListActorsReply> =
         Method::new("/outrigger.internal.v1.GatewayInvoke/ListActors");
 }
 
 /// The five bytes before each gRPC message: a compression flag and the
 /// message's length.
 pub(crate) const PREFIX: usize = 5;
+
+/// The header of a call's status (a lookup by `&str` parses the name again).
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// The largest answer accepted, as tonic's clients default to (4 MiB).
 const MAX_REPLY: usize = 4 * 1024 * 1024;
@@ -117,7 +135,7 @@ pub async fn call_untraced<Request: Message, Reply: Message + Default>(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
     let (status, headers, recv) = channel
-        .send_unary(method.path, headers, body)
+        .send_unary(method.uri()?, headers, body)
         .await
         .map_err(Status::from_error)?;
     answer(status, headers, recv).await
@@ -142,7 +160,7 @@ pub(crate) fn encode(message: &impl Message) -> Result<Bytes, Status> {
 /// `Status::from_header_map` would also copy every other header into the
 /// status's metadata, only for it to be dropped.
 fn status_in(map: &HeaderMap) -> Option<Result<(), Status>> {
-    if map.get("grpc-status")?.as_bytes() == b"0" {
+    if map.get(&GRPC_STATUS)?.as_bytes() == b"0" {
         return Some(Ok(()));
     }
     let status = Status::from_header_map(map)?;
@@ -183,7 +201,7 @@ async fn answer<Reply: Message + Default>(
     match trailers.as_ref().and_then(status_in) {
         Some(Ok(())) => {}
         Some(Err(failed)) => return Err(failed),
-        None if headers.contains_key("grpc-status") => {}
+        None if headers.contains_key(&GRPC_STATUS) => {}
         None => {
             return Err(Status::unknown(
                 "the component's answer ended without a grpc-status",

@@ -77,9 +77,10 @@ impl Services {
     /// `grpc-timeout`, by the service its path names.
     pub async fn call(&self, request: http::Request<RecvBody>) -> http::Response<Body> {
         let incoming = telemetry::propagation::extract_http(request.headers());
+        static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
         let deadline = request
             .headers()
-            .get("grpc-timeout")
+            .get(&GRPC_TIMEOUT)
             .and_then(|value| grpc_timeout(value.as_bytes()));
         let call = telemetry::within(incoming, self.route(request));
         match deadline {

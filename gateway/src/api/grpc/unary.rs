@@ -44,9 +44,10 @@ where
     Fallback: Future<Output = http::Response<Body>>,
 {
     let (parts, mut body) = request.into_parts();
+    static GRPC_ENCODING: http::HeaderName = http::HeaderName::from_static("grpc-encoding");
     let compressed = parts
         .headers
-        .get("grpc-encoding")
+        .get(&GRPC_ENCODING)
         .is_some_and(|e| e.as_bytes() != b"identity");
     let mut read = VecDeque::new();
     let message = if compressed {
