@@ -140,7 +140,11 @@ impl HttpApp {
         *request.uri_mut() = target;
         *request.headers_mut() = headers;
         let call = async {
-            let (sender, response) = self.send(request).await?;
+            // Boxed: sending has several paths (pooled connection, new one,
+            // a retry), each holding hyper's futures, ~2 KB in all; inline,
+            // every caller's future (an actor turn's whole chain) carries it
+            // and is copied with it.
+            let (sender, response) = Box::pin(self.send(request)).await?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()

@@ -234,6 +234,18 @@ async fn two_gateways_invoke_each_other() {
     );
     let failed = c.invoke_service(request("fail")).await.unwrap_err();
     assert!(failed.message().contains("418"), "{}", failed.message());
+    // A content type that cannot be an HTTP header is refused, naming it.
+    let mut bad = request("echo");
+    if let Some(message) = bad.message.as_mut() {
+        message.content_type = "text/plain\nx-injected: 1".into();
+    }
+    let refused = c.invoke_service(bad).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("content_type"),
+        "{}",
+        refused.message()
+    );
 
     // A gateway that stopped is no longer found.
     b.runtime.shutdown.cancel();

@@ -94,7 +94,8 @@ impl Attempt for Reply {
     }
 }
 
-/// `headers` as a call between gateways carries them (repeated, in order).
+/// `headers` as a call between gateways carries them: one entry per value,
+/// so a name sent more than once keeps each of its values.
 pub(crate) fn wire_headers(headers: HeaderMap) -> Vec<pb::Header> {
     let mut wire = Vec::with_capacity(headers.len());
     let mut name = None;

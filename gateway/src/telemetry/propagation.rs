@@ -240,7 +240,10 @@ fn traceparent(sc: &SpanContext) -> String {
     };
     put(3, &sc.trace_id().to_bytes());
     put(36, &sc.span_id().to_bytes());
-    put(53, &[sc.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()]);
+    put(
+        53,
+        &[sc.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()],
+    );
     String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
