@@ -92,10 +92,18 @@ fn main() -> ExitCode {
         }
         None => cli.gateway.worker_threads,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(threads))
-        .enable_all()
-        .build();
+    // One worker thread (the default): the current-thread scheduler, which
+    // runs every task on this thread with no work-stealing bookkeeping (the
+    // multi-thread one, even with one worker, times each batch of polls and
+    // hands tasks between this thread and its worker).
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(usize::from(threads));
+        builder
+    };
+    let runtime = builder.enable_all().build();
     match runtime {
         Ok(runtime) => runtime.block_on(serve(cli, matches)),
         Err(err) => {
@@ -108,6 +116,7 @@ fn main() -> ExitCode {
 async fn serve(cli: Cli, matches: clap::ArgMatches) -> ExitCode {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
+    tokio::spawn(outrigger::app_channel::keep_timer_armed());
     tokio::spawn(async move {
         wait_for_signal().await;
         signal.cancel();
