@@ -17,22 +17,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use tower::ServiceExt;
-
-use outrigger_proto::common as common_pb;
-use outrigger_proto::outrigger::internal::v1 as pb;
 
 use crate::access_control::{Caller, Security};
 use crate::app_channel::App;
-use crate::components::unary;
 use crate::error::{ApiError, codes};
 use crate::nameresolution::Resolver;
 use crate::resiliency::{Attempt, Resiliency, ResiliencyError, TargetPolicy};
 
+mod app;
 mod headers;
+mod peer;
 
-use headers::{HOP_BY_HOP, forwarded};
+pub use app::grpc_code_of;
+use headers::forwarded;
 pub use headers::{header_map, header_pairs};
 pub(crate) use headers::{map_headers, wire_headers};
 
@@ -313,213 +312,5 @@ impl InvokeApi {
         found
             .map(|entry| entry.grpc)
             .ok_or_else(|| tonic::Status::unavailable(format!("couldn't find service: {target}")))
-    }
-
-    /// The pooled HTTP/2 channel to the peer gateway at `addr`.
-    pub(crate) fn peer_channel(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<crate::components::channel::UdsChannel, tonic::Status> {
-        let mut peers = self
-            .peers
-            .lock()
-            .map_err(|_| tonic::Status::internal("peer table poisoned"))?;
-        Ok(match peers.get(&addr) {
-            Some(channel) => channel.clone(),
-            None => {
-                // The same HTTP/2 channel as for components: a call's
-                // message leaves in the write that carries its HEADERS.
-                let channel = crate::components::channel::lazy_tcp(addr);
-                peers.insert(addr, channel.clone());
-                channel
-            }
-        })
-    }
-
-    /// Call `method` of the peer gateway at `addr` with `message`, carrying
-    /// this gateway's token and the current trace context.
-    pub(crate) async fn call_peer_rpc<Request, Reply>(
-        &self,
-        addr: SocketAddr,
-        method: &unary::Method<Request, Reply>,
-        message: Request,
-    ) -> Result<Reply, tonic::Status>
-    where
-        Request: prost::Message,
-        Reply: prost::Message + Default,
-    {
-        let channel = self.peer_channel(addr)?;
-        Ok(unary::call(&channel, self.peer_headers(), method, message)
-            .await?
-            .into_inner())
-    }
-
-    /// The metadata of a call to a peer gateway: this gateway's token.
-    fn peer_headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(4);
-        if let Some(token) = &self.token {
-            headers.insert(crate::api::http::TOKEN_HEADER, token.clone());
-        }
-        headers
-    }
-
-    /// `call` as a peer gateway is sent it (its `app_id` is set per peer).
-    fn local_call(&self, call: Call) -> pb::LocalCall {
-        let identity = self.security.get().map(|s| &s.identity);
-        pb::LocalCall {
-            app_id: String::new(),
-            method: call.method,
-            verb: call.verb,
-            query: call.query,
-            headers: wire_headers(call.headers),
-            body: call.body,
-            caller_app_id: self.app_id.clone(),
-            caller_namespace: identity.map(|i| i.namespace.clone()).unwrap_or_default(),
-            caller_trust_domain: identity.map(|i| i.trust_domain.clone()).unwrap_or_default(),
-        }
-    }
-
-    /// Send `message` to the peer gateway at `addr`. The trace context
-    /// travels in the message's headers, where the callee reads it, and
-    /// not in the call's metadata as well.
-    async fn call_peer(
-        &self,
-        addr: SocketAddr,
-        message: &pb::LocalCall,
-    ) -> Result<Reply, tonic::Status> {
-        let channel = self.peer_channel(addr)?;
-        let reply = unary::call_untraced(
-            &channel,
-            self.peer_headers(),
-            &unary::methods::PEER_CALL_LOCAL,
-            message,
-        )
-        .await?
-        .into_inner();
-        Ok(Reply {
-            status: u16::try_from(reply.status).unwrap_or(500),
-            headers: map_headers(reply.headers),
-            body: reply.body.into(),
-        })
-    }
-
-    /// Call this gateway's own app (also what a peer's `CallLocal` does).
-    ///
-    /// # Errors
-    /// `ERR_DIRECT_INVOKE` when there is no app or it cannot be reached.
-    pub async fn call_app(&self, call: Call) -> Result<Reply, ApiError> {
-        let Some(app) = &self.app else {
-            return Err(direct_invoke(format!(
-                "failed to invoke, id: {}: the app has no --app-port to call",
-                self.app_id
-            )));
-        };
-        match app {
-            App::Http(http) => {
-                let path = if call.query.is_empty() {
-                    format!("/{}", call.method)
-                } else {
-                    format!("/{}?{}", call.method, call.query)
-                };
-                let (status, mut headers, body) = http
-                    .call_full(&call.verb, &path, call.headers, call.body)
-                    .await
-                    .map_err(|why| {
-                        direct_invoke(format!("failed to invoke, id: {}: {why}", self.app_id))
-                    })?;
-                for name in &HOP_BY_HOP {
-                    headers.remove(name);
-                }
-                Ok(Reply {
-                    status,
-                    headers,
-                    body,
-                })
-            }
-            App::Grpc(grpc) => {
-                use common_pb::http_extension::Verb;
-                let content_type = call
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let verb =
-                    Verb::from_str_name(&call.verb.to_ascii_uppercase()).unwrap_or(Verb::Post);
-                let request = common_pb::InvokeRequest {
-                    method: call.method,
-                    data: Some(prost_types::Any {
-                        type_url: String::new(),
-                        value: call.body.into(),
-                    }),
-                    content_type,
-                    http_extension: Some(common_pb::HttpExtension {
-                        verb: verb as i32,
-                        querystring: call.query,
-                    }),
-                };
-                match grpc.client().on_invoke(grpc.request(request)).await {
-                    Ok(reply) => {
-                        let reply = reply.into_inner();
-                        let mut headers = HeaderMap::new();
-                        if let Ok(value) = HeaderValue::try_from(reply.content_type)
-                            && !value.is_empty()
-                        {
-                            headers.insert(header::CONTENT_TYPE, value);
-                        }
-                        Ok(Reply {
-                            status: 200,
-                            headers,
-                            body: reply.data.map(|d| d.value).unwrap_or_default(),
-                        })
-                    }
-                    Err(status) => Ok(Reply {
-                        status: http_status_of(status.code()),
-                        headers: HeaderMap::from_iter([(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("text/plain"),
-                        )]),
-                        body: status.message().as_bytes().to_vec(),
-                    }),
-                }
-            }
-        }
-    }
-}
-
-/// The HTTP status for a gRPC app's error code (as grpc-gateway maps them).
-fn http_status_of(code: tonic::Code) -> u16 {
-    use tonic::Code;
-    match code {
-        Code::Ok => 200,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
-        Code::Unauthenticated => 401,
-        Code::PermissionDenied => 403,
-        Code::NotFound => 404,
-        Code::AlreadyExists | Code::Aborted => 409,
-        Code::ResourceExhausted => 429,
-        Code::Cancelled => 499,
-        Code::Unimplemented => 501,
-        Code::Unavailable => 503,
-        Code::DeadlineExceeded => 504,
-        Code::Unknown | Code::Internal | Code::DataLoss => 500,
-    }
-}
-
-/// The gRPC code for an HTTP app's error status (for `InvokeService`).
-pub fn grpc_code_of(status: u16) -> tonic::Code {
-    use tonic::Code;
-    match status {
-        200..=299 => Code::Ok,
-        400 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::NotFound,
-        409 => Code::Aborted,
-        429 => Code::ResourceExhausted,
-        501 => Code::Unimplemented,
-        503 => Code::Unavailable,
-        504 => Code::DeadlineExceeded,
-        _ => Code::Unknown,
     }
 }
